@@ -1,0 +1,248 @@
+// Package store defines the persistence contract of kkd. Implementations live in
+// sub-packages (sqlite/, later postgres/) and all pass the one suite in storetest/.
+//
+// Contract for every implementation:
+//   - Every method takes ctx first and honours its cancellation.
+//   - Every method is atomic: it commits all of its effects or none.
+//   - Methods are safe for concurrent use by many goroutines and, for server
+//     databases, by several kkd processes. State transitions are conditional
+//     updates ("... WHERE state = X"), so two callers racing on the same object
+//     see exactly one winner; the loser gets changed=false or ErrConflict.
+//   - Lookups of a missing object return an error wrapping ci.ErrNotFound; unique
+//     violations wrap ci.ErrConflict; fenced writes from an old attempt wrap
+//     ci.ErrStaleAttempt.
+//   - Returned objects are copies; callers may modify them freely.
+//   - Times are stored with at least millisecond precision, in UTC.
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/kraken-go/kk/pkg/ci"
+)
+
+// Store is the whole persistence interface of kkd.
+type Store interface {
+	ProjectStore
+	StageStore
+	FlowStore
+	JobStore
+	LogStore
+	AgentStore
+	UserStore
+	// Close releases the database.
+	Close() error
+}
+
+// ProjectStore holds projects and branches.
+type ProjectStore interface {
+	// CreateProject inserts p and sets p.ID and p.Created. ErrConflict if the name is taken.
+	CreateProject(ctx context.Context, p *ci.Project) error
+	GetProject(ctx context.Context, id int64) (ci.Project, error)
+	GetProjectByName(ctx context.Context, name string) (ci.Project, error)
+	// ListProjects returns all projects ordered by name.
+	ListProjects(ctx context.Context) ([]ci.Project, error)
+	// DeleteProject deletes the project and everything below it (branches, stages,
+	// flows, runs, jobs, steps, logs).
+	DeleteProject(ctx context.Context, id int64) error
+
+	// CreateBranch inserts b and sets b.ID and b.Created. ErrConflict if the project
+	// already has a branch of that name; ErrNotFound if the project does not exist.
+	CreateBranch(ctx context.Context, b *ci.Branch) error
+	GetBranch(ctx context.Context, id int64) (ci.Branch, error)
+	GetBranchByName(ctx context.Context, projectID int64, name string) (ci.Branch, error)
+	// ListBranches returns the project's branches ordered by name.
+	ListBranches(ctx context.Context, projectID int64) ([]ci.Branch, error)
+	// DeleteBranch deletes the branch and everything below it.
+	DeleteBranch(ctx context.Context, id int64) error
+}
+
+// StageStore holds stages.
+type StageStore interface {
+	// PutStage inserts the stage, or replaces Code, Schema, Parent and Enabled of
+	// the existing stage with the same (BranchID, Name). It sets s.ID, s.Created
+	// and s.Updated.
+	PutStage(ctx context.Context, s *ci.Stage) error
+	GetStage(ctx context.Context, id int64) (ci.Stage, error)
+	GetStageByName(ctx context.Context, branchID int64, name string) (ci.Stage, error)
+	// ListStages returns the branch's stages ordered by name.
+	ListStages(ctx context.Context, branchID int64) ([]ci.Stage, error)
+	// DeleteStage deletes the stage. Runs of it keep their StageName.
+	DeleteStage(ctx context.Context, id int64) error
+}
+
+// ListFlowsOpts filters ListFlows.
+type ListFlowsOpts struct {
+	Kind  ci.FlowKind // "" for both
+	Limit int         // 0 for no limit
+}
+
+// FlowStore holds flows and runs.
+type FlowStore interface {
+	// CreateFlow inserts f with state in_progress. It atomically takes the next
+	// values of the branch's shared flow counter (f.Seq) and of its per-kind
+	// counter (f.KindSeq), starting at 1, and sets f.ID and f.Created.
+	CreateFlow(ctx context.Context, f *ci.Flow) error
+	GetFlow(ctx context.Context, id int64) (ci.Flow, error)
+	// ListFlows returns the branch's flows, newest first.
+	ListFlows(ctx context.Context, branchID int64, opts ListFlowsOpts) ([]ci.Flow, error)
+	SetFlowLabel(ctx context.Context, id int64, label string) error
+	// CompleteFlowIfDone marks the flow completed (Finished=at) when it is
+	// in_progress and none of its runs is in_progress. changed tells whether
+	// this call made the transition.
+	CompleteFlowIfDone(ctx context.Context, flowID int64, at time.Time) (f ci.Flow, changed bool, err error)
+
+	// CreateRun inserts r and, when r.State is in_progress, its jobs with their
+	// steps, in one transaction. It takes the next value of the per-(branch,
+	// stage name) run counter as r.Seq and sets r.ID, r.Created and, for
+	// in_progress runs, r.Started, r.JobsTotal. Each job gets ID, RunID, FlowID,
+	// state queued, Attempt 0, Created; each step gets JobID and status pending.
+	// A flow that is completed is set back to in_progress.
+	CreateRun(ctx context.Context, r *ci.Run, jobs []*ci.Job) error
+	GetRun(ctx context.Context, id int64) (ci.Run, error)
+	// ListRuns returns the flow's runs in creation order.
+	ListRuns(ctx context.Context, flowID int64) ([]ci.Run, error)
+	// StartRun moves a manual run to in_progress (Started=at) and inserts its jobs
+	// as CreateRun does. ErrConflict if the run is not in state manual.
+	StartRun(ctx context.Context, runID int64, jobs []*ci.Job, at time.Time) (ci.Run, error)
+	// CompleteRunIfDone marks the run completed (Finished=at) when it is
+	// in_progress and every job that is not covered is completed. It stores
+	// JobsTotal (non-covered jobs) and JobsError (non-covered jobs whose result is
+	// not ok). changed tells whether this call made the transition.
+	CompleteRunIfDone(ctx context.Context, runID int64, at time.Time) (r ci.Run, changed bool, err error)
+	// SetRunNote sets the run's note (e.g. why it was completed early).
+	SetRunNote(ctx context.Context, runID int64, note string) error
+	// RerunRun marks every job of the run covered, inserts the new jobs as
+	// CreateRun does, and sets the run (and its flow) back to in_progress with
+	// Finished cleared. ErrConflict if the run is in state manual.
+	RerunRun(ctx context.Context, runID int64, jobs []*ci.Job) (ci.Run, error)
+}
+
+// JobStore holds jobs and steps and implements claims, leases and fencing.
+//
+// Fencing: every claim increments Job.Attempt. Calls that take an attempt
+// (agent writes) succeed only when the job's current attempt equals it and the
+// job is not completed; otherwise they return ErrStaleAttempt. Server-side
+// calls pass attempt 0, which is never fenced.
+type JobStore interface {
+	// GetJob returns the job with its steps ordered by index.
+	GetJob(ctx context.Context, id int64) (ci.Job, error)
+	// ListJobs returns the run's jobs (with steps) in creation order, covered ones included.
+	ListJobs(ctx context.Context, runID int64) ([]ci.Job, error)
+	// ListQueuedJobs returns queued jobs (without steps) in FIFO order: by run
+	// creation, then job ID. At most limit (0: all).
+	ListQueuedJobs(ctx context.Context, limit int) ([]ci.Job, error)
+	// ClaimJob atomically gives a queued job to an agent that has no current
+	// job: job → assigned, Attempt+1, AgentID, Assigned=now, LeaseUntil=now+lease;
+	// agent.JobID = job. ErrConflict when the job is no longer queued or the agent
+	// is busy, disabled or unauthorized. Returns the job with its steps.
+	ClaimJob(ctx context.Context, jobID, agentID int64, lease time.Duration) (ci.Job, error)
+	// StartJob moves the job from assigned to running (Started=at). Fenced.
+	// Calling it again for a running job with the same attempt is a no-op.
+	StartJob(ctx context.Context, jobID int64, attempt int, at time.Time) error
+	// RenewLease sets LeaseUntil=until for the current attempt and returns the
+	// job (without steps). Fenced: a completed job or another attempt gives
+	// ErrStaleAttempt, which is how an agent learns that it must stop.
+	RenewLease(ctx context.Context, jobID int64, attempt int, until time.Time) (ci.Job, error)
+	// UpdateStep stores Status, ExitCode, Reason, Message, Started and Finished of
+	// step st.Index of the job. Fenced. Idempotent.
+	UpdateStep(ctx context.Context, jobID int64, attempt int, st ci.Step) error
+	// CompleteJob moves a job that is not completed to completed with result and
+	// message (Finished=at), clears the agent's current job and the lease. Steps
+	// still pending become skipped; steps still running become cancelled (result
+	// cancelled), timeout (result timeout) or error (other results). Fenced when
+	// attempt > 0. changed is false when the job was already completed (the call is
+	// then a no-op, which makes completion idempotent).
+	CompleteJob(ctx context.Context, jobID int64, attempt int, result ci.JobResult, message string, at time.Time) (j ci.Job, changed bool, err error)
+	// RequeueJob puts an assigned or running job back to queued for another
+	// attempt: clears AgentID, lease and times, resets its steps to pending and
+	// clears the agent's current job. Fenced when attempt > 0. changed is false
+	// when the job was not assigned or running.
+	RequeueJob(ctx context.Context, jobID int64, attempt int) (changed bool, err error)
+	// RerunJob marks the completed job covered, inserts a fresh copy (queued,
+	// steps pending, same run) and sets its run and flow back to in_progress.
+	// ErrConflict if the job is not completed.
+	RerunJob(ctx context.Context, jobID int64) (ci.Job, error)
+	// ListExpiredJobs returns assigned or running jobs whose LeaseUntil is before now.
+	ListExpiredJobs(ctx context.Context, now time.Time) ([]ci.Job, error)
+	// ListActiveJobs returns jobs that are assigned or running (without steps).
+	ListActiveJobs(ctx context.Context) ([]ci.Job, error)
+}
+
+// LogStore holds step output as ordered chunks (never one row per line).
+type LogStore interface {
+	// AppendLog stores a chunk. Re-sending a chunk with the same (JobID, Step,
+	// Seq) is a no-op and returns inserted=false.
+	AppendLog(ctx context.Context, c ci.LogChunk) (inserted bool, err error)
+	// ReadLogs returns the job's chunks ordered by (Step, Seq) that come after
+	// the position (afterStep, afterSeq); pass (-1, -1) to read from the start.
+	// step >= 0 restricts to that step. At most limit chunks (0: all).
+	ReadLogs(ctx context.Context, jobID int64, step int, afterStep int, afterSeq int64, limit int) ([]ci.LogChunk, error)
+}
+
+// AgentUpdate changes some fields of an agent; nil fields are left alone.
+type AgentUpdate struct {
+	Name       *string
+	Authorized *bool
+	Disabled   *bool
+}
+
+// ListAgentsOpts filters ListAgents.
+type ListAgentsOpts struct {
+	// Authorized filters on authorization when not nil (false: discovered agents).
+	Authorized *bool
+}
+
+// AgentStore holds agents and groups. Groups of an agent come back in Agent.Groups.
+type AgentStore interface {
+	// RegisterAgent inserts an agent with this UUID (unauthorized, name, address,
+	// host info, enroll hash) or, when it exists, updates its address, host info
+	// and LastSeen (never its name, authorization or enroll hash). Returns the
+	// agent as stored.
+	RegisterAgent(ctx context.Context, a ci.Agent, at time.Time) (ci.Agent, error)
+	GetAgent(ctx context.Context, id int64) (ci.Agent, error)
+	GetAgentByUUID(ctx context.Context, uuid string) (ci.Agent, error)
+	GetAgentByName(ctx context.Context, name string) (ci.Agent, error)
+	// GetAgentByCredential finds the agent whose credential hash equals hash.
+	GetAgentByCredential(ctx context.Context, hash string) (ci.Agent, error)
+	// ListAgents returns agents ordered by name.
+	ListAgents(ctx context.Context, opts ListAgentsOpts) ([]ci.Agent, error)
+	UpdateAgent(ctx context.Context, id int64, u AgentUpdate) (ci.Agent, error)
+	// SetAgentCredential stores the hash of a newly issued credential ("" revokes).
+	SetAgentCredential(ctx context.Context, id int64, hash string) error
+	// TouchAgent sets LastSeen (and HostInfo when not nil).
+	TouchAgent(ctx context.Context, id int64, at time.Time, info *ci.HostInfo) error
+	// DeleteAgent deletes the agent and its group memberships. ErrConflict while
+	// it has a current job.
+	DeleteAgent(ctx context.Context, id int64) error
+
+	// CreateGroup inserts g; ErrConflict if the name is taken. The group "all"
+	// exists from the start.
+	CreateGroup(ctx context.Context, g *ci.Group) error
+	GetGroupByName(ctx context.Context, name string) (ci.Group, error)
+	// ListGroups returns groups ordered by name.
+	ListGroups(ctx context.Context) ([]ci.Group, error)
+	// DeleteGroup deletes a group and its memberships; ErrInvalid for "all".
+	DeleteGroup(ctx context.Context, id int64) error
+	// AddAgentToGroup is idempotent.
+	AddAgentToGroup(ctx context.Context, groupID, agentID int64) error
+	// RemoveAgentFromGroup is idempotent.
+	RemoveAgentFromGroup(ctx context.Context, groupID, agentID int64) error
+	// ListGroupAgents returns the group's agents ordered by name.
+	ListGroupAgents(ctx context.Context, groupID int64) ([]ci.Agent, error)
+}
+
+// UserStore holds users and API tokens.
+type UserStore interface {
+	// CreateUser inserts u; ErrConflict if the name is taken.
+	CreateUser(ctx context.Context, u *ci.User) error
+	GetUserByName(ctx context.Context, name string) (ci.User, error)
+	CountUsers(ctx context.Context) (int, error)
+	// CreateToken inserts t (t.Hash is the hash of the secret token).
+	CreateToken(ctx context.Context, t *ci.Token) error
+	// GetToken finds a token by hash and returns it with its user; it updates
+	// LastUsed at most once a minute.
+	GetToken(ctx context.Context, hash string, now time.Time) (ci.Token, ci.User, error)
+	DeleteToken(ctx context.Context, id int64) error
+}
