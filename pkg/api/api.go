@@ -238,8 +238,10 @@ type CreateBranch struct {
 
 // PutStage creates or replaces a stage's schema code.
 type PutStage struct {
-	Code    string `json:"code"`
-	Enabled *bool  `json:"enabled,omitempty"` // default true
+	Code string `json:"code"`
+	// Filename is used in error positions (FILE:LINE:COL); default NAME.py.
+	Filename string `json:"filename,omitempty"`
+	Enabled  *bool  `json:"enabled,omitempty"` // default true
 }
 
 // SchemaCheck evaluates schema code without storing it.

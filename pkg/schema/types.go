@@ -44,12 +44,24 @@ type RunInfo struct {
 type Limits struct {
 	MaxSteps uint64 // Starlark execution steps; 0 means DefaultMaxSteps
 	Timeout  int64  // milliseconds of wall time; 0 means DefaultTimeoutMS
+	// MaxMemory bounds the growth of the process heap during the evaluation,
+	// in bytes; 0 means DefaultMaxMemory. See the package doc for its limits.
+	MaxMemory int64
 }
 
 // Defaults of Limits.
 const (
 	DefaultMaxSteps  = 10_000_000
 	DefaultTimeoutMS = 5_000
+	DefaultMaxMemory = 256 << 20
+)
+
+// Fixed sandbox bounds.
+const (
+	// MaxCodeBytes is the largest stage source Eval accepts.
+	MaxCodeBytes = 1 << 20
+	// MaxResultBytes bounds the JSON size of the dict returned by stage(ctx).
+	MaxResultBytes = 10 << 20
 )
 
 // Problem is one error found in a stage file. Line and Col are 1-based; they
@@ -138,6 +150,10 @@ type Job struct {
 
 // DefaultJobTimeout is Kraken's default job timeout in seconds.
 const DefaultJobTimeout = 300
+
+// DefaultRunTimeout is the run timeout in seconds used when a stage sets none
+// (Kraken's DEFAULT_RUN_TIMEOUT, 3 hours).
+const DefaultRunTimeout = 3 * 3600
 
 // Step is a step dict as written (tool, name, when, attempts, and the tool's
 // parameters), after validation.

@@ -113,6 +113,8 @@ type FlowStore interface {
 	CompleteRunIfDone(ctx context.Context, runID int64, at time.Time) (r ci.Run, changed bool, err error)
 	// SetRunNote sets the run's note (e.g. why it was completed early).
 	SetRunNote(ctx context.Context, runID int64, note string) error
+	// SetRunLabel sets the run's label (computed from run_label once Seq is known).
+	SetRunLabel(ctx context.Context, runID int64, label string) error
 	// RerunRun marks every job of the run covered, inserts the new jobs as
 	// CreateRun does, and sets the run (and its flow) back to in_progress with
 	// Finished cleared. ErrConflict if the run is in state manual.

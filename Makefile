@@ -1,0 +1,42 @@
+# Kraken in Go — `make help` lists the targets.
+GO       ?= go
+BIN      ?= bin
+DATA_DIR ?= $(CURDIR)/.kk-data
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X github.com/kraken-go/kk/pkg/version.Version=$(VERSION)
+
+.PHONY: help build run test test-short bench lint fmt completions clean
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+build: ## Build kk, kkd and kkagent into ./bin
+	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/kk ./cmd/kkd ./cmd/kkagent
+
+run: build ## Run kkd on the embedded defaults (SQLite, built-in local agent) in ./.kk-data
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/kkd serve --data-dir $(DATA_DIR)
+
+test: ## Run the whole test suite (unit, store, end-to-end with the real binaries)
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 25m ./...
+
+test-short: ## Run the unit tests only
+	$(GO) test -count=1 -short ./...
+
+bench: ## Run the Go benchmarks
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./pkg/...
+
+lint: ## Check formatting and vet
+	@test -z "$$(gofmt -l .)" || { echo "gofmt would change:"; gofmt -l .; exit 1; }
+	$(GO) vet ./...
+
+fmt: ## Format the code
+	gofmt -w .
+
+completions: ## Regenerate shell completions into completions/
+	$(GO) run ./cmd/kk completion bash > completions/kk.bash
+	$(GO) run ./cmd/kk completion zsh > completions/kk.zsh
+	$(GO) run ./cmd/kk completion fish > completions/kk.fish
+
+clean: ## Remove build output and the local data dir
+	rm -rf $(BIN) $(DATA_DIR)

@@ -1,0 +1,81 @@
+// Package branch implements `kk branch`: create, list, show and delete the
+// branches of a project. Branches are named PROJECT/BRANCH; the branch part is
+// everything after the first '/', so "demo/feature/x" is branch "feature/x".
+package branch
+
+import (
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kraken-go/kk/pkg/ci"
+	"github.com/kraken-go/kk/pkg/cli/cmdutil"
+	"github.com/kraken-go/kk/pkg/cli/factory"
+	"github.com/kraken-go/kk/pkg/cli/iostreams"
+	"github.com/kraken-go/kk/pkg/cli/output"
+)
+
+// NewCmdBranch returns the `kk branch` command group.
+func NewCmdBranch(f *factory.Factory) *cobra.Command {
+	cmd := cmdutil.GroupCommand(&cobra.Command{
+		Use:   "branch <command>",
+		Short: "Manage the branches of a project",
+	})
+	cmd.AddCommand(NewCmdCreate(f, nil))
+	cmd.AddCommand(NewCmdList(f, nil))
+	cmd.AddCommand(NewCmdShow(f, nil))
+	cmd.AddCommand(NewCmdDelete(f, nil))
+	return cmd
+}
+
+func printBranches(ios *iostreams.IOStreams, format output.Format, bs []ci.Branch) error {
+	if format != output.Table {
+		if bs == nil {
+			bs = []ci.Branch{}
+		}
+		return output.Write(ios.Out, format, bs)
+	}
+	t := output.NewTable(ios, "id", "name", "repo branch", "created")
+	for _, b := range bs {
+		t.AddField(strconv.FormatInt(b.ID, 10))
+		t.AddField(b.Name)
+		t.AddField(b.RepoBranch)
+		t.AddField(output.Time(ios, b.Created))
+		t.EndRow()
+	}
+	return t.Render()
+}
+
+func printBranch(ios *iostreams.IOStreams, format output.Format, project string, b ci.Branch) error {
+	if format != output.Table {
+		return output.Write(ios.Out, format, b)
+	}
+	t := output.NewTable(ios)
+	rows := [][2]string{
+		{"ID:", strconv.FormatInt(b.ID, 10)},
+		{"Name:", b.Name},
+		{"Project:", project},
+		{"Repo branch:", b.RepoBranch},
+		{"Created:", output.Time(ios, b.Created)},
+	}
+	if len(b.Env) > 0 {
+		keys := make([]string, 0, len(b.Env))
+		for k := range b.Env {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		env := make([]string, len(keys))
+		for i, k := range keys {
+			env[i] = k + "=" + b.Env[k]
+		}
+		rows = append(rows, [2]string{"Env:", strings.Join(env, " ")})
+	}
+	for _, kv := range rows {
+		t.AddField(kv[0])
+		t.AddField(kv[1])
+		t.EndRow()
+	}
+	return t.Render()
+}

@@ -1,0 +1,65 @@
+// Package project implements `kk project`: create, list, show and delete
+// projects.
+package project
+
+import (
+	"strconv"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kraken-go/kk/pkg/ci"
+	"github.com/kraken-go/kk/pkg/cli/cmdutil"
+	"github.com/kraken-go/kk/pkg/cli/factory"
+	"github.com/kraken-go/kk/pkg/cli/iostreams"
+	"github.com/kraken-go/kk/pkg/cli/output"
+)
+
+// NewCmdProject returns the `kk project` command group.
+func NewCmdProject(f *factory.Factory) *cobra.Command {
+	cmd := cmdutil.GroupCommand(&cobra.Command{
+		Use:   "project <command>",
+		Short: "Manage projects",
+		Long:  "A project holds branches; a branch holds stages (schema code) and runs flows.",
+	})
+	cmd.AddCommand(NewCmdCreate(f, nil))
+	cmd.AddCommand(NewCmdList(f, nil))
+	cmd.AddCommand(NewCmdShow(f, nil))
+	cmd.AddCommand(NewCmdDelete(f, nil))
+	return cmd
+}
+
+func printProjects(ios *iostreams.IOStreams, format output.Format, ps []ci.Project) error {
+	if format != output.Table {
+		if ps == nil {
+			ps = []ci.Project{}
+		}
+		return output.Write(ios.Out, format, ps)
+	}
+	t := output.NewTable(ios, "id", "name", "description", "created")
+	for _, p := range ps {
+		t.AddField(strconv.FormatInt(p.ID, 10))
+		t.AddField(p.Name)
+		t.AddField(p.Description)
+		t.AddField(output.Time(ios, p.Created))
+		t.EndRow()
+	}
+	return t.Render()
+}
+
+func printProject(ios *iostreams.IOStreams, format output.Format, p ci.Project) error {
+	if format != output.Table {
+		return output.Write(ios.Out, format, p)
+	}
+	t := output.NewTable(ios)
+	for _, kv := range [][2]string{
+		{"ID:", strconv.FormatInt(p.ID, 10)},
+		{"Name:", p.Name},
+		{"Description:", p.Description},
+		{"Created:", output.Time(ios, p.Created)},
+	} {
+		t.AddField(kv[0])
+		t.AddField(kv[1])
+		t.EndRow()
+	}
+	return t.Render()
+}

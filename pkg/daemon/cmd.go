@@ -1,0 +1,136 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes of kkd.
+const (
+	ExitOK    = 0
+	ExitError = 1
+	ExitUsage = 2
+)
+
+// usageError marks errors in flags or arguments.
+type usageError struct{ error }
+
+// Main runs kkd with args and returns the exit code.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer, version string) int {
+	root := NewCmdRoot(stdout, stderr, version)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	fmt.Fprintln(stderr, "kkd:", err)
+	var ue usageError
+	if errors.As(err, &ue) {
+		return ExitUsage
+	}
+	return ExitError
+}
+
+// NewCmdRoot returns the kkd command tree.
+func NewCmdRoot(stdout, stderr io.Writer, version string) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "kkd",
+		Short:         "kkd is the Kraken in Go daemon: JSON API, scheduler, log hub",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(newCmdServe(stdout, stderr, version), &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			_, err := fmt.Fprintln(stdout, version)
+			return err
+		},
+	})
+	return root
+}
+
+func envOr(key, def string) string {
+	if v, ok := os.LookupEnv(key); ok {
+		return v
+	}
+	return def
+}
+
+func envBool(key string, def bool) (bool, error) {
+	v, ok := os.LookupEnv(key)
+	if !ok || v == "" {
+		return def, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return def, usageError{fmt.Errorf("%s=%q: use true or false", key, v)}
+	}
+	return b, nil
+}
+
+func defaultDataDir() string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/kkd"
+	}
+	if d, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(d, ".local", "share", "kkd")
+	}
+	return "kkd-data"
+}
+
+func newCmdServe(stdout, stderr io.Writer, version string) *cobra.Command {
+	o := Options{Stdout: stdout, Stderr: stderr, Version: version}
+	var logLevel string
+	c := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the daemon",
+		Long: `Run the daemon. With no flags it keeps everything in the data dir: an SQLite
+database, blobs, and the built-in local agent's workspace.
+
+Environment: KKD_LISTEN, KKD_DATA_DIR, KKD_DB, KKD_STORAGE, KKD_ADMIN_PASSWORD
+(admin password on first start; otherwise one is generated and printed once),
+KKD_AGENT_REGISTRATION_KEY, KKD_LOCAL_AGENT, KKD_DEMO, KKD_LOG_LEVEL.`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			var lvl slog.Level
+			if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
+				return usageError{fmt.Errorf("--log-level %q: use debug, info, warn or error", logLevel)}
+			}
+			o.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+			o.AdminPassword = os.Getenv("KKD_ADMIN_PASSWORD")
+			ctx, stop := signal.NotifyContext(c.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return Serve(ctx, o)
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&o.Listen, "listen", envOr("KKD_LISTEN", "127.0.0.1:6363"), "address to serve the API on (KKD_LISTEN)")
+	f.StringVar(&o.DataDir, "data-dir", envOr("KKD_DATA_DIR", defaultDataDir()), "data directory (KKD_DATA_DIR)")
+	f.StringVar(&o.DB, "db", envOr("KKD_DB", ""), "database URL, sqlite://PATH (KKD_DB; default sqlite://DATA_DIR/kk.db)")
+	f.StringVar(&o.Storage, "storage", envOr("KKD_STORAGE", ""), "blob storage URL, file://PATH (KKD_STORAGE; default file://DATA_DIR/blobs)")
+	f.StringVar(&o.RegistrationKey, "agent-registration-key", envOr("KKD_AGENT_REGISTRATION_KEY", ""), "key that lets agents enrol without manual authorization (KKD_AGENT_REGISTRATION_KEY)")
+	f.StringVar(&logLevel, "log-level", envOr("KKD_LOG_LEVEL", "info"), "log level: debug, info, warn, error (KKD_LOG_LEVEL)")
+	localDef, err1 := envBool("KKD_LOCAL_AGENT", true)
+	demoDef, err2 := envBool("KKD_DEMO", true)
+	f.BoolVar(&o.LocalAgent, "local-agent", localDef, "run the built-in, pre-authorized local agent (KKD_LOCAL_AGENT)")
+	f.BoolVar(&o.Demo, "demo", demoDef, "create the demo project on a fresh data dir (KKD_DEMO)")
+	if err := errors.Join(err1, err2); err != nil {
+		c.PreRunE = func(*cobra.Command, []string) error { return err }
+	}
+	return c
+}

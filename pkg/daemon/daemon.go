@@ -1,0 +1,280 @@
+// Package daemon assembles kkd: it opens the store named by the database URL,
+// bootstraps the admin user and the demo project on a fresh data dir, starts
+// the dispatcher, the watchdog, the HTTP API and the built-in local agent, and
+// shuts them down in order.
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/kraken-go/kk/pkg/agent"
+	"github.com/kraken-go/kk/pkg/auth"
+	"github.com/kraken-go/kk/pkg/ci"
+	"github.com/kraken-go/kk/pkg/engine"
+	"github.com/kraken-go/kk/pkg/logs"
+	"github.com/kraken-go/kk/pkg/notify"
+	"github.com/kraken-go/kk/pkg/scheduler"
+	"github.com/kraken-go/kk/pkg/schema"
+	"github.com/kraken-go/kk/pkg/server"
+	"github.com/kraken-go/kk/pkg/store"
+	"github.com/kraken-go/kk/pkg/store/sqlite"
+	"github.com/kraken-go/kk/pkg/watchdog"
+)
+
+// Options of `kkd serve`.
+type Options struct {
+	Listen          string
+	DataDir         string
+	DB              string // sqlite://PATH (default: sqlite://DATADIR/kk.db)
+	Storage         string // file://PATH (default: file://DATADIR/blobs)
+	AdminPassword   string
+	RegistrationKey string
+	LocalAgent      bool
+	Demo            bool
+	Version         string
+	Lease           time.Duration
+	Stdout, Stderr  io.Writer // hints go to Stdout; logs to Stderr
+	Logger          *slog.Logger
+	ListenerReady   func(addr string) // called once listening (tests)
+	ShutdownTimeout time.Duration
+}
+
+// OpenStore opens the store a database URL names.
+func OpenStore(ctx context.Context, dbURL string, logger *slog.Logger) (store.Store, error) {
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		return nil, fmt.Errorf("database URL %q: %w", dbURL, err)
+	}
+	switch u.Scheme {
+	case "sqlite":
+		path := u.Host + u.Path
+		if path == "" {
+			return nil, fmt.Errorf("database URL %q has no path: use sqlite:///abs/path/kk.db or sqlite://relative/kk.db", dbURL)
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, fmt.Errorf("create database dir: %w", err)
+		}
+		return sqlite.Open(ctx, path, logger)
+	case "postgres", "postgresql":
+		return nil, fmt.Errorf("database URL %q: PostgreSQL is not supported by this build yet; use sqlite://PATH", dbURL)
+	}
+	return nil, fmt.Errorf("database URL %q: unknown scheme %q: use sqlite://PATH", dbURL, u.Scheme)
+}
+
+// blobDir checks the storage URL; only file:// is supported in this build.
+func blobDir(storage string) (string, error) {
+	u, err := url.Parse(storage)
+	if err != nil {
+		return "", fmt.Errorf("storage URL %q: %w", storage, err)
+	}
+	if u.Scheme != "file" {
+		return "", fmt.Errorf("storage URL %q: scheme %q is not supported by this build yet; use file://PATH", storage, u.Scheme)
+	}
+	return u.Host + u.Path, nil
+}
+
+// Serve runs kkd until ctx is done.
+func Serve(ctx context.Context, o Options) error {
+	log := o.Logger
+	if o.DataDir == "" {
+		return errors.New("no data dir: pass --data-dir or set KKD_DATA_DIR")
+	}
+	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	if o.DB == "" {
+		o.DB = "sqlite://" + filepath.Join(o.DataDir, "kk.db")
+	}
+	if o.Storage == "" {
+		o.Storage = "file://" + filepath.Join(o.DataDir, "blobs")
+	}
+	dir, err := blobDir(o.Storage)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create storage dir: %w", err)
+	}
+	st, err := OpenStore(ctx, o.DB, log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	fresh, err := bootstrapAdmin(ctx, st, o)
+	if err != nil {
+		return err
+	}
+	if fresh && o.Demo {
+		if err := createDemo(ctx, st, log); err != nil {
+			return fmt.Errorf("create demo project: %w", err)
+		}
+	}
+
+	hub := notify.New()
+	disp := scheduler.New(scheduler.Config{Store: st, Logger: log, Lease: o.Lease})
+	eng := engine.New(engine.Config{Store: st, Hub: hub, Dispatcher: disp, Logger: log})
+	wd := watchdog.New(watchdog.Config{Store: st, Engine: eng, Dispatcher: disp, Logger: log})
+	localKey := auth.NewSecret(24)
+	keys := []string{localKey}
+	if o.RegistrationKey != "" {
+		keys = append(keys, o.RegistrationKey)
+	}
+	srv := server.New(server.Config{
+		Store: st, Engine: eng, Dispatcher: disp, Hub: hub, Logger: log, Version: o.Version,
+		Logs: &logs.Service{Store: st, Hub: hub, Logger: log}, RegistrationKeys: keys,
+	})
+
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	disp.Start(runCtx)
+	if err := wd.Start(runCtx); err != nil {
+		return fmt.Errorf("start watchdog: %w", err)
+	}
+
+	ln, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (is another kkd running? use --listen to pick another address)", o.Listen, err)
+	}
+	addr := "http://" + ln.Addr().String()
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return runCtx }}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	log.Info("kkd listening", "addr", addr, "db", redactURL(o.DB), "data_dir", o.DataDir, "version", o.Version)
+	if o.ListenerReady != nil {
+		o.ListenerReady(addr)
+	}
+
+	agentDone := make(chan error, 1)
+	if o.LocalAgent {
+		a, err := agent.New(agent.Config{
+			ServerURL: addr, DataDir: filepath.Join(o.DataDir, "agent"), Name: "local",
+			RegistrationKey: localKey, Logger: log.With("component", "local-agent"),
+		})
+		if err != nil {
+			return fmt.Errorf("built-in agent: %w", err)
+		}
+		go func() { agentDone <- a.Run(runCtx) }()
+	} else {
+		close(agentDone)
+	}
+	printHints(o, addr)
+
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		stop()
+		return fmt.Errorf("http server: %w", err)
+	}
+	log.Info("kkd shutting down")
+	stop() // ends long-polls and streams (BaseContext) and the built-in agent
+	timeout := o.ShutdownTimeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		log.Warn("http shutdown", "err", err)
+	}
+	<-agentDone
+	<-wd.Done()
+	return nil
+}
+
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	return u.String()
+}
+
+// bootstrapAdmin creates the admin user on a fresh store and reports whether
+// the store was fresh.
+func bootstrapAdmin(ctx context.Context, st store.Store, o Options) (bool, error) {
+	n, err := st.CountUsers(ctx)
+	if err != nil {
+		return false, fmt.Errorf("count users: %w", err)
+	}
+	if n > 0 {
+		return false, nil
+	}
+	pw := o.AdminPassword
+	generated := pw == ""
+	if generated {
+		pw = auth.NewSecret(12)
+	}
+	hash, err := auth.HashPassword(pw)
+	if err != nil {
+		return false, err
+	}
+	if err := st.CreateUser(ctx, &ci.User{Name: "admin", PasswordHash: hash, Admin: true}); err != nil {
+		return false, fmt.Errorf("create admin user: %w", err)
+	}
+	if generated {
+		fmt.Fprintf(o.Stdout, "\nGenerated password of user admin (shown only this once; set KKD_ADMIN_PASSWORD to choose it):\n\n    %s\n\n", pw)
+	}
+	return true, nil
+}
+
+func createDemo(ctx context.Context, st store.Store, log *slog.Logger) error {
+	p := ci.Project{Name: demoProject, Description: "A demo project: run `kk flow run demo/main --wait`"}
+	if err := st.CreateProject(ctx, &p); err != nil {
+		return err
+	}
+	b := ci.Branch{ProjectID: p.ID, Name: demoBranch, RepoBranch: demoBranch}
+	if err := st.CreateBranch(ctx, &b); err != nil {
+		return err
+	}
+	eng := engine.New(engine.Config{Store: st, Logger: log})
+	for _, s := range demoStages {
+		c := schema.Context{IsCI: true, Project: p.Name, Branch: b.Name, BranchName: b.RepoBranch, Stage: s.name}
+		sch, err := eng.EvalStage(ctx, s.name+".py", []byte(s.code), c)
+		if err != nil {
+			return fmt.Errorf("demo stage %s: %w", s.name, err)
+		}
+		raw, err := json.Marshal(sch)
+		if err != nil {
+			return err
+		}
+		stage := ci.Stage{BranchID: b.ID, Name: s.name, Enabled: true, Code: s.code, Schema: raw, Parent: sch.Parent}
+		if err := st.PutStage(ctx, &stage); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func printHints(o Options, addr string) {
+	pw := "PASSWORD"
+	if o.AdminPassword != "" {
+		pw = "$KKD_ADMIN_PASSWORD"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "kkd is serving on %s (data dir %s)\n", addr, o.DataDir)
+	if o.LocalAgent {
+		b.WriteString("A built-in local agent is running and authorized (group all).\n")
+	}
+	fmt.Fprintf(&b, "\nTry it:\n")
+	fmt.Fprintf(&b, "  echo %q | kk login --server %s --user admin --password-stdin\n", pw, addr)
+	fmt.Fprintf(&b, "  kk flow run demo/main --wait      # run the demo flow and wait for it\n")
+	fmt.Fprintf(&b, "  kk flow list demo/main            # its flows\n")
+	fmt.Fprintf(&b, "  kk flow show FLOW_ID              # runs and jobs of a flow\n")
+	fmt.Fprintf(&b, "  kk job logs JOB_ID -f             # a job's log, live\n")
+	fmt.Fprintf(&b, "  kk agent list                     # agents (kk agent list --discovered for new ones)\n\n")
+	fmt.Fprint(o.Stdout, b.String())
+}

@@ -1,0 +1,472 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/kraken-go/kk/pkg/api"
+	"github.com/kraken-go/kk/pkg/auth"
+	"github.com/kraken-go/kk/pkg/ci"
+	"github.com/kraken-go/kk/pkg/engine"
+	"github.com/kraken-go/kk/pkg/logs"
+)
+
+var validAgentName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+func (s *Server) registrationKeyOK(key string) bool {
+	ok := false
+	for _, k := range s.cfg.RegistrationKeys {
+		if k != "" && auth.EqualHash(k, key) {
+			ok = true
+		}
+	}
+	return ok
+}
+
+func (s *Server) agentRegister(w http.ResponseWriter, r *http.Request) error {
+	var req api.Register
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if _, err := uuid.Parse(req.UUID); err != nil {
+		return badRequest("uuid %q is not a UUID", req.UUID)
+	}
+	if len(req.EnrollSecret) < 32 {
+		return badRequest("enroll_secret must be at least 32 characters of random data")
+	}
+	if !validAgentName.MatchString(req.Name) {
+		return badRequest("agent name %q is invalid: use letters, digits, '.', '_' and '-' (up to 64 characters)", req.Name)
+	}
+	wait, err := s.waitParam(r)
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	enroll := auth.HashToken(req.EnrollSecret)
+	if old, err := s.cfg.Store.GetAgentByUUID(ctx, req.UUID); err == nil {
+		if !auth.EqualHash(old.EnrollHash, enroll) {
+			s.cfg.Logger.Warn("agent registration with a wrong enroll secret", "agent_id", old.ID, "remote", remoteIP(r))
+			return api.Errorf(http.StatusUnauthorized, api.CodeUnauthorized,
+				"agent %s is registered with another enroll secret: if the host was reinstalled, delete the old agent (`kk agent delete %s`) and restart this one", req.UUID, old.Name)
+		}
+	} else if !errors.Is(err, ci.ErrNotFound) {
+		return err
+	}
+	a, err := s.cfg.Store.RegisterAgent(ctx, ci.Agent{UUID: req.UUID, Name: req.Name, Address: remoteIP(r), HostInfo: req.HostInfo, EnrollHash: enroll}, s.cfg.Now())
+	if err != nil {
+		return err
+	}
+	resp := api.RegisterResponse{AgentID: a.ID, Name: a.Name}
+	if !a.Authorized && req.RegistrationKey != "" {
+		if s.registrationKeyOK(req.RegistrationKey) {
+			gs, err := s.ensureGroups(ctx, req.Groups)
+			if err != nil {
+				return err
+			}
+			if a, err = s.authorize(ctx, a, gs); err != nil {
+				return err
+			}
+			s.cfg.Logger.Info("agent auto-registered with a registration key", "agent_id", a.ID, "agent", a.Name, "groups", a.Groups)
+		} else {
+			s.cfg.Logger.Warn("agent presented a wrong registration key; it stays discovered", "agent_id", a.ID, "agent", a.Name, "remote", remoteIP(r))
+			resp.Message = "the registration key was rejected: the agent stays discovered until an admin runs `kk agent authorize " + a.Name + "`"
+		}
+	}
+	if !a.Authorized && wait > 0 {
+		a, err = s.waitAuthorized(ctx, a, wait)
+		if err != nil {
+			return err
+		}
+	}
+	resp.Authorized = a.Authorized
+	if a.Authorized {
+		cred := auth.NewToken("kka")
+		if err := s.cfg.Store.SetAgentCredential(ctx, a.ID, auth.HashToken(cred)); err != nil {
+			return err
+		}
+		resp.Credential = cred
+		s.cfg.Logger.Info("agent credential issued", "agent_id", a.ID, "agent", a.Name)
+	} else if resp.Message == "" {
+		resp.Message = "waiting for authorization: run `kk agent authorize " + a.Name + "`"
+	}
+	return writeJSON(w, http.StatusOK, resp)
+}
+
+// ensureGroups returns the named groups, creating missing ones (registration keys
+// put agents straight into their groups).
+func (s *Server) ensureGroups(ctx context.Context, names []string) ([]ci.Group, error) {
+	var gs []ci.Group
+	for _, n := range names {
+		if err := checkName("group", n); err != nil {
+			return nil, err
+		}
+		g, err := s.cfg.Store.GetGroupByName(ctx, n)
+		if errors.Is(err, ci.ErrNotFound) {
+			g = ci.Group{Name: n}
+			err = s.cfg.Store.CreateGroup(ctx, &g)
+			if errors.Is(err, ci.ErrConflict) {
+				g, err = s.cfg.Store.GetGroupByName(ctx, n)
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+		gs = append(gs, g)
+	}
+	return gs, nil
+}
+
+func (s *Server) waitAuthorized(ctx context.Context, a ci.Agent, wait time.Duration) (ci.Agent, error) {
+	wake, unsubscribe := s.cfg.Hub.Subscribe(AuthKey(a.ID))
+	defer unsubscribe()
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		cur, err := s.cfg.Store.GetAgent(ctx, a.ID)
+		if err != nil {
+			return a, err
+		}
+		if cur.Authorized {
+			return cur, nil
+		}
+		select {
+		case <-ctx.Done():
+			return cur, nil
+		case <-timer.C:
+			return cur, nil
+		case <-wake:
+		}
+	}
+}
+
+func (s *Server) agentWork(w http.ResponseWriter, r *http.Request) error {
+	a := agentFrom(r)
+	var req api.WorkRequest
+	if err := decodeOptional(r, &req); err != nil {
+		return err
+	}
+	wait, err := s.waitParam(r)
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	if err := s.cfg.Store.TouchAgent(ctx, a.ID, s.cfg.Now(), req.HostInfo); err != nil {
+		return err
+	}
+	if req.HostInfo != nil {
+		a.HostInfo = *req.HostInfo
+	}
+	if a.JobID != 0 {
+		j, err := s.cfg.Store.GetJob(ctx, a.JobID)
+		if err != nil && !errors.Is(err, ci.ErrNotFound) {
+			return err
+		}
+		switch {
+		case err == nil && j.State == ci.JobAssigned && j.AgentID == a.ID:
+			// The assignment was claimed but its response was lost: hand it over again.
+			return s.writeAssignment(w, r, j)
+		case err == nil && j.State == ci.JobRunning && j.AgentID == a.ID:
+			// The agent asks for work while the server thinks it runs a job: the
+			// agent restarted and its copy of the job is gone. Retry the job.
+			if _, err := s.cfg.Store.RequeueJob(ctx, j.ID, j.Attempt); err != nil && !errors.Is(err, ci.ErrStaleAttempt) {
+				return err
+			}
+			s.cfg.Logger.Warn("agent came back without its job; job requeued", "agent_id", a.ID, "job_id", j.ID, "attempt", j.Attempt)
+			s.cfg.Dispatcher.Kick()
+		}
+	}
+	if a.Disabled || wait == 0 {
+		if a.Disabled && wait > 0 {
+			t := time.NewTimer(wait)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+			}
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	fresh, err := s.cfg.Store.GetAgent(ctx, a.ID)
+	if err != nil {
+		return err
+	}
+	j, ok := s.cfg.Dispatcher.Wait(wctx, fresh)
+	if !ok {
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+	return s.writeAssignment(w, r, j)
+}
+
+func (s *Server) writeAssignment(w http.ResponseWriter, r *http.Request, j ci.Job) error {
+	asg, err := s.assignment(r.Context(), j)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, asg)
+}
+
+// assignment builds what the agent needs to run job j.
+func (s *Server) assignment(ctx context.Context, j ci.Job) (api.Assignment, error) {
+	if len(j.Steps) == 0 {
+		var err error
+		if j, err = s.cfg.Store.GetJob(ctx, j.ID); err != nil {
+			return api.Assignment{}, err
+		}
+	}
+	run, err := s.cfg.Store.GetRun(ctx, j.RunID)
+	if err != nil {
+		return api.Assignment{}, err
+	}
+	f, err := s.cfg.Store.GetFlow(ctx, j.FlowID)
+	if err != nil {
+		return api.Assignment{}, err
+	}
+	b, err := s.cfg.Store.GetBranch(ctx, f.BranchID)
+	if err != nil {
+		return api.Assignment{}, err
+	}
+	p, err := s.cfg.Store.GetProject(ctx, b.ProjectID)
+	if err != nil {
+		return api.Assignment{}, err
+	}
+	env := map[string]string{}
+	for k, v := range b.Env {
+		env[k] = v
+	}
+	kind := "CI"
+	if f.Kind == ci.FlowDEV {
+		kind = "DEV"
+	}
+	for k, v := range map[string]string{
+		"CI": "true", "KRAKEN": "true", "KK_PROJECT": p.Name, "KK_BRANCH": b.RepoBranch, "KK_BRANCH_NAME": b.Name,
+		"KK_STAGE": run.StageName, "KK_FLOW_ID": itoa64(f.ID), "KK_FLOW_KIND": kind, "KK_FLOW_SEQ": itoa64(f.Seq),
+		"KK_FLOW_LABEL": f.Label, "KK_RUN_ID": itoa64(run.ID), "KK_RUN_SEQ": itoa64(run.Seq), "KK_RUN_LABEL": run.Label,
+		"KK_JOB_ID": itoa64(j.ID), "KK_JOB_NAME": j.Name, "KK_JOB_ATTEMPT": strconv.Itoa(j.Attempt), "KK_SYSTEM": j.System,
+	} {
+		env[k] = v
+	}
+	timeout := j.Timeout
+	if timeout <= 0 {
+		timeout = 300
+	}
+	asg := api.Assignment{
+		JobID: j.ID, Attempt: j.Attempt, RunID: run.ID, FlowID: f.ID, Name: j.Name,
+		Project: p.Name, Branch: b.Name, Stage: run.StageName, FlowKind: f.Kind,
+		Executor: j.Executor, System: j.System, Timeout: timeout,
+		LeaseSeconds: int(s.cfg.Dispatcher.Lease() / time.Second), Env: env,
+	}
+	for _, st := range j.Steps {
+		asg.Steps = append(asg.Steps, api.AssignedStep{Index: st.Index, Tool: st.Tool, Name: st.Name, Fields: st.Fields})
+	}
+	return asg, nil
+}
+
+func itoa64(n int64) string { return strconv.FormatInt(n, 10) }
+
+// agentJob loads {id} and checks it belongs to the calling agent's attempt.
+func (s *Server) agentJob(r *http.Request, attempt int) (ci.Job, error) {
+	a := agentFrom(r)
+	id, err := pathID(r, "id")
+	if err != nil {
+		return ci.Job{}, err
+	}
+	if attempt <= 0 {
+		return ci.Job{}, badRequest("attempt must be the assignment's attempt number (>= 1)")
+	}
+	j, err := s.cfg.Store.GetJob(r.Context(), id)
+	if errors.Is(err, ci.ErrNotFound) {
+		return j, api.Errorf(http.StatusConflict, api.CodeStaleAttempt, "job %d no longer exists: stop it", id)
+	}
+	if err != nil {
+		return j, err
+	}
+	if j.AgentID != a.ID || j.Attempt != attempt || j.State == ci.JobCompleted || j.State == ci.JobQueued {
+		return j, api.Errorf(http.StatusConflict, api.CodeStaleAttempt,
+			"job %d attempt %d is not this agent's current attempt (job is %s, attempt %d): stop it", id, attempt, j.State, j.Attempt)
+	}
+	return j, nil
+}
+
+func staleOr(err error) error {
+	if errors.Is(err, ci.ErrStaleAttempt) {
+		return api.Errorf(http.StatusConflict, api.CodeStaleAttempt, "%v: stop the job", err)
+	}
+	return err
+}
+
+func (s *Server) agentStart(w http.ResponseWriter, r *http.Request) error {
+	var req api.AttemptRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	j, err := s.agentJob(r, req.Attempt)
+	if err != nil {
+		return err
+	}
+	if err := s.cfg.Store.StartJob(r.Context(), j.ID, req.Attempt, s.cfg.Now()); err != nil {
+		return staleOr(err)
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) agentHeartbeat(w http.ResponseWriter, r *http.Request) error {
+	var req api.AttemptRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	wait, err := s.waitParam(r)
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	a := agentFrom(r)
+	j, err := s.agentJob(r, req.Attempt)
+	if err != nil {
+		return err
+	}
+	// Subscribe before checking, so a cancel between check and wait is seen.
+	wake, unsubscribe := s.cfg.Hub.Subscribe(engine.CancelKey(j.ID))
+	defer unsubscribe()
+	lease := s.cfg.Dispatcher.Lease()
+	if _, err := s.cfg.Store.RenewLease(ctx, j.ID, req.Attempt, s.cfg.Now().Add(lease)); err != nil {
+		return staleOr(err)
+	}
+	if err := s.cfg.Store.TouchAgent(ctx, a.ID, s.cfg.Now(), nil); err != nil {
+		return err
+	}
+	resp := api.HeartbeatResponse{LeaseSeconds: int(lease / time.Second)}
+	if _, ok := s.cfg.Engine.CancelRequested(j.ID); ok || wait == 0 {
+		resp.Cancel = ok
+		return writeJSON(w, http.StatusOK, resp)
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-wake:
+	case <-t.C:
+	case <-ctx.Done():
+		return nil
+	}
+	_, resp.Cancel = s.cfg.Engine.CancelRequested(j.ID)
+	if !resp.Cancel {
+		// The job may have been completed or requeued meanwhile (fencing).
+		if cur, err := s.cfg.Store.GetJob(ctx, j.ID); err == nil && (cur.Attempt != req.Attempt || cur.State == ci.JobCompleted) {
+			return api.Errorf(http.StatusConflict, api.CodeStaleAttempt, "job %d attempt %d is no longer current: stop it", j.ID, req.Attempt)
+		}
+	}
+	return writeJSON(w, http.StatusOK, resp)
+}
+
+func (s *Server) stepIndex(r *http.Request, j ci.Job) (int, error) {
+	v := r.PathValue("idx")
+	idx, err := strconv.Atoi(v)
+	if err != nil || idx < 0 || idx >= len(j.Steps) {
+		return 0, badRequest("step %q does not exist in job %d (%d steps)", v, j.ID, len(j.Steps))
+	}
+	return idx, nil
+}
+
+func (s *Server) agentLogs(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	attempt, err := strconv.Atoi(q.Get("attempt"))
+	if err != nil {
+		return badRequest("attempt=%q: give the assignment's attempt number", q.Get("attempt"))
+	}
+	seq, err := strconv.ParseInt(q.Get("seq"), 10, 64)
+	if err != nil || seq < 0 {
+		return badRequest("seq=%q: give the chunk's sequence number (>= 0)", q.Get("seq"))
+	}
+	j, err := s.agentJob(r, attempt)
+	if err != nil {
+		return err
+	}
+	idx, err := s.stepIndex(r, j)
+	if err != nil {
+		return err
+	}
+	data, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxLogChunk))
+	if err != nil {
+		return badRequest("read log chunk: %v (chunks are limited to %d bytes)", err, maxLogChunk)
+	}
+	if err := s.cfg.Logs.Append(r.Context(), ci.LogChunk{JobID: j.ID, Step: idx, Seq: seq, Data: data}); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+var stepStatuses = map[ci.StepStatus]bool{
+	ci.StepRunning: true, ci.StepOK: true, ci.StepFailed: true, ci.StepTimeout: true,
+	ci.StepSkipped: true, ci.StepCancelled: true, ci.StepError: true,
+}
+
+func (s *Server) agentStep(w http.ResponseWriter, r *http.Request) error {
+	var req api.StepResult
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if !stepStatuses[req.Status] {
+		return badRequest("step status %q is unknown: use running, ok, failed, timeout, skipped, cancelled or error", req.Status)
+	}
+	j, err := s.agentJob(r, req.Attempt)
+	if err != nil {
+		return err
+	}
+	idx, err := s.stepIndex(r, j)
+	if err != nil {
+		return err
+	}
+	st := ci.Step{Index: idx, Status: req.Status, ExitCode: req.ExitCode, Reason: req.Reason, Message: req.Message, Started: req.Started, Finished: req.Finished}
+	if err := s.cfg.Store.UpdateStep(r.Context(), j.ID, req.Attempt, st); err != nil {
+		return staleOr(err)
+	}
+	s.cfg.Hub.Publish(logs.Key(j.ID))
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+var jobResults = map[ci.JobResult]bool{
+	ci.JobOK: true, ci.JobFailed: true, ci.JobTimeout: true, ci.JobCancelled: true, ci.JobError: true,
+}
+
+func (s *Server) agentComplete(w http.ResponseWriter, r *http.Request) error {
+	var req api.CompleteJob
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if !jobResults[req.Result] {
+		return badRequest("job result %q is unknown: use ok, failed, timeout, cancelled or error", req.Result)
+	}
+	id, err := pathID(r, "id")
+	if err != nil {
+		return err
+	}
+	// Completion is idempotent: a retry after a lost response succeeds.
+	if j, err := s.cfg.Store.GetJob(r.Context(), id); err == nil && j.State == ci.JobCompleted && j.Attempt == req.Attempt && j.AgentID == agentFrom(r).ID {
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+	j, err := s.agentJob(r, req.Attempt)
+	if err != nil {
+		return err
+	}
+	if _, err := s.cfg.Engine.CompleteJob(r.Context(), j.ID, req.Attempt, req.Result, req.Message); err != nil {
+		return staleOr(err)
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+

@@ -1,0 +1,314 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/kraken-go/kk/pkg/api"
+	"github.com/kraken-go/kk/pkg/ci"
+	"github.com/kraken-go/kk/pkg/logs"
+	"github.com/kraken-go/kk/pkg/store"
+)
+
+func (s *Server) createFlow(w http.ResponseWriter, r *http.Request) error {
+	b, err := s.branchByID(r)
+	if err != nil {
+		return err
+	}
+	var req api.CreateFlow
+	if err := decodeOptional(r, &req); err != nil {
+		return err
+	}
+	f, err := s.cfg.Engine.CreateFlow(r.Context(), b, req.Kind, req.Args)
+	if err != nil {
+		return err
+	}
+	s.cfg.Logger.Info("flow created", "flow_id", f.ID, "branch_id", b.ID, "kind", f.Kind, "user", userFrom(r).Name)
+	d, err := s.flowDetail(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, d)
+}
+
+func (s *Server) listFlows(w http.ResponseWriter, r *http.Request) error {
+	b, err := s.branchByID(r)
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	kind := ci.FlowKind(q.Get("kind"))
+	if kind != "" && kind != ci.FlowCI && kind != ci.FlowDEV {
+		return badRequest("kind=%q: use ci or dev", kind)
+	}
+	limit := 50
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return badRequest("limit=%q: give a number >= 0 (0 for all)", v)
+		}
+		limit = n
+	}
+	fs, err := s.cfg.Store.ListFlows(r.Context(), b.ID, store.ListFlowsOpts{Kind: kind, Limit: limit})
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, nonNil(fs))
+}
+
+func (s *Server) flowByID(r *http.Request) (ci.Flow, error) {
+	id, err := pathID(r, "id")
+	if err != nil {
+		return ci.Flow{}, err
+	}
+	f, err := s.cfg.Store.GetFlow(r.Context(), id)
+	if errors.Is(err, ci.ErrNotFound) {
+		return f, notFoundf("flow %d does not exist: see `kk flow list PROJECT/BRANCH`", id)
+	}
+	return f, err
+}
+
+func (s *Server) getFlow(w http.ResponseWriter, r *http.Request) error {
+	f, err := s.flowByID(r)
+	if err != nil {
+		return err
+	}
+	d, err := s.flowDetail(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, d)
+}
+
+// agentNames maps agent ids to names for job details.
+type agentNames map[int64]string
+
+func (s *Server) agentNames(ctx context.Context) (agentNames, error) {
+	as, err := s.cfg.Store.ListAgents(ctx, store.ListAgentsOpts{})
+	if err != nil {
+		return nil, err
+	}
+	m := agentNames{}
+	for _, a := range as {
+		m[a.ID] = a.Name
+	}
+	return m, nil
+}
+
+func (s *Server) flowDetail(ctx context.Context, f ci.Flow) (api.FlowDetail, error) {
+	d := api.FlowDetail{Flow: f, Runs: []api.RunDetail{}}
+	b, err := s.cfg.Store.GetBranch(ctx, f.BranchID)
+	if err != nil {
+		return d, err
+	}
+	p, err := s.cfg.Store.GetProject(ctx, b.ProjectID)
+	if err != nil {
+		return d, err
+	}
+	d.Project, d.Branch = p.Name, b.Name
+	runs, err := s.cfg.Store.ListRuns(ctx, f.ID)
+	if err != nil {
+		return d, err
+	}
+	names, err := s.agentNames(ctx)
+	if err != nil {
+		return d, err
+	}
+	for _, run := range runs {
+		rd, err := s.runDetail(ctx, run, names)
+		if err != nil {
+			return d, err
+		}
+		d.Runs = append(d.Runs, rd)
+	}
+	return d, nil
+}
+
+func (s *Server) runDetail(ctx context.Context, run ci.Run, names agentNames) (api.RunDetail, error) {
+	rd := api.RunDetail{Run: run, Name: run.StageName, Jobs: []api.JobDetail{}}
+	jobs, err := s.cfg.Store.ListJobs(ctx, run.ID)
+	if err != nil {
+		return rd, err
+	}
+	for _, j := range jobs {
+		rd.Jobs = append(rd.Jobs, s.jobDetail(j, names))
+	}
+	return rd, nil
+}
+
+func (s *Server) jobDetail(j ci.Job, names agentNames) api.JobDetail {
+	if j.Steps == nil {
+		j.Steps = []ci.Step{}
+	}
+	jd := api.JobDetail{Job: j, Agent: names[j.AgentID]}
+	if j.Started != nil {
+		end := s.cfg.Now()
+		if j.Finished != nil {
+			end = *j.Finished
+		}
+		jd.Duration = end.Sub(*j.Started).Seconds()
+	}
+	return jd
+}
+
+func (s *Server) runByID(r *http.Request) (ci.Run, error) {
+	id, err := pathID(r, "id")
+	if err != nil {
+		return ci.Run{}, err
+	}
+	run, err := s.cfg.Store.GetRun(r.Context(), id)
+	if errors.Is(err, ci.ErrNotFound) {
+		return run, notFoundf("run %d does not exist: see `kk flow show FLOW`", id)
+	}
+	return run, err
+}
+
+func (s *Server) writeRun(w http.ResponseWriter, r *http.Request, id int64) error {
+	run, err := s.cfg.Store.GetRun(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	names, err := s.agentNames(r.Context())
+	if err != nil {
+		return err
+	}
+	rd, err := s.runDetail(r.Context(), run, names)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, rd)
+}
+
+func (s *Server) getRun(w http.ResponseWriter, r *http.Request) error {
+	run, err := s.runByID(r)
+	if err != nil {
+		return err
+	}
+	return s.writeRun(w, r, run.ID)
+}
+
+func (s *Server) startRun(w http.ResponseWriter, r *http.Request) error {
+	run, err := s.runByID(r)
+	if err != nil {
+		return err
+	}
+	if _, err := s.cfg.Engine.StartRun(r.Context(), run.ID); err != nil {
+		return err
+	}
+	return s.writeRun(w, r, run.ID)
+}
+
+func (s *Server) cancelRun(w http.ResponseWriter, r *http.Request) error {
+	run, err := s.runByID(r)
+	if err != nil {
+		return err
+	}
+	if _, err := s.cfg.Engine.CancelRun(r.Context(), run.ID); err != nil {
+		return err
+	}
+	return s.writeRun(w, r, run.ID)
+}
+
+func (s *Server) rerunRun(w http.ResponseWriter, r *http.Request) error {
+	run, err := s.runByID(r)
+	if err != nil {
+		return err
+	}
+	if _, err := s.cfg.Engine.RerunRun(r.Context(), run.ID); err != nil {
+		return err
+	}
+	return s.writeRun(w, r, run.ID)
+}
+
+func (s *Server) jobByID(r *http.Request) (ci.Job, error) {
+	id, err := pathID(r, "id")
+	if err != nil {
+		return ci.Job{}, err
+	}
+	j, err := s.cfg.Store.GetJob(r.Context(), id)
+	if errors.Is(err, ci.ErrNotFound) {
+		return j, notFoundf("job %d does not exist: see `kk flow show FLOW`", id)
+	}
+	return j, err
+}
+
+func (s *Server) writeJob(w http.ResponseWriter, r *http.Request, id int64) error {
+	j, err := s.cfg.Store.GetJob(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	names, err := s.agentNames(r.Context())
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, s.jobDetail(j, names))
+}
+
+func (s *Server) getJob(w http.ResponseWriter, r *http.Request) error {
+	j, err := s.jobByID(r)
+	if err != nil {
+		return err
+	}
+	return s.writeJob(w, r, j.ID)
+}
+
+func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) error {
+	j, err := s.jobByID(r)
+	if err != nil {
+		return err
+	}
+	if _, err := s.cfg.Engine.CancelJob(r.Context(), j.ID); err != nil {
+		return err
+	}
+	return s.writeJob(w, r, j.ID)
+}
+
+func (s *Server) rerunJob(w http.ResponseWriter, r *http.Request) error {
+	j, err := s.jobByID(r)
+	if err != nil {
+		return err
+	}
+	nj, err := s.cfg.Engine.RerunJob(r.Context(), j.ID)
+	if err != nil {
+		return err
+	}
+	return s.writeJob(w, r, nj.ID)
+}
+
+func (s *Server) jobLogs(w http.ResponseWriter, r *http.Request) error {
+	j, err := s.jobByID(r)
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	opts := logs.StreamOpts{Step: -1}
+	if v := q.Get("step"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return badRequest("step=%q: give a step index >= 0", v)
+		}
+		if n >= len(j.Steps) {
+			return notFoundf("job %d has %d step(s) (indexes 0 to %d); step %d does not exist", j.ID, len(j.Steps), len(j.Steps)-1, n)
+		}
+		opts.Step = n
+	}
+	switch q.Get("follow") {
+	case "", "0", "false":
+	case "1", "true":
+		opts.Follow = true
+	default:
+		return badRequest("follow=%q: use true or false", q.Get("follow"))
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
+	}
+	if err := s.cfg.Logs.Stream(r.Context(), w, j.ID, opts); err != nil && r.Context().Err() == nil {
+		s.cfg.Logger.Warn("stream logs", "job_id", j.ID, "err", err)
+	}
+	return nil
+}

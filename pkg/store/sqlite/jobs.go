@@ -1,0 +1,608 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"github.com/kraken-go/kk/pkg/ci"
+)
+
+const jobCols = `id, run_id, flow_id, name, state, result, message, agents_group, system, executor, timeout,
+	covered, agent_id, attempt, created, assigned, started, finished, lease_until`
+
+func scanJob(sc scanner) (ci.Job, error) {
+	var j ci.Job
+	var agentID sql.NullInt64
+	var created int64
+	var assigned, started, finished, lease sql.NullInt64
+	if err := sc.Scan(&j.ID, &j.RunID, &j.FlowID, &j.Name, &j.State, &j.Result, &j.Message, &j.Group,
+		&j.System, &j.Executor, &j.Timeout, &j.Covered, &agentID, &j.Attempt, &created, &assigned,
+		&started, &finished, &lease); err != nil {
+		return ci.Job{}, err
+	}
+	j.AgentID = agentID.Int64
+	j.Created = fromMS(created)
+	j.Assigned = fromNullMS(assigned)
+	j.Started = fromNullMS(started)
+	j.Finished = fromNullMS(finished)
+	j.LeaseUntil = fromNullMS(lease)
+	return j, nil
+}
+
+const stepCols = `job_id, idx, tool, name, fields, status, exit_code, reason, message, started, finished`
+
+func scanStep(sc scanner) (ci.Step, error) {
+	var st ci.Step
+	var fields string
+	var exit, started, finished sql.NullInt64
+	if err := sc.Scan(&st.JobID, &st.Index, &st.Tool, &st.Name, &fields, &st.Status, &exit, &st.Reason,
+		&st.Message, &started, &finished); err != nil {
+		return ci.Step{}, err
+	}
+	m, err := decodeMap[any](fields)
+	if err != nil {
+		return ci.Step{}, fmt.Errorf("step %d of job %d fields: %w", st.Index, st.JobID, err)
+	}
+	st.Fields = m
+	if exit.Valid {
+		v := int(exit.Int64)
+		st.ExitCode = &v
+	}
+	st.Started = fromNullMS(started)
+	st.Finished = fromNullMS(finished)
+	return st, nil
+}
+
+// getJob reads a job without its steps.
+func getJob(ctx context.Context, q querier, id int64) (ci.Job, error) {
+	j, err := scanJob(q.QueryRowContext(ctx, `SELECT `+jobCols+` FROM jobs WHERE id = ?`, id))
+	if err != nil {
+		return ci.Job{}, notFound(err, "job", id)
+	}
+	return j, nil
+}
+
+// getJobWithSteps reads a job and its steps ordered by index.
+func getJobWithSteps(ctx context.Context, q querier, id int64) (ci.Job, error) {
+	j, err := getJob(ctx, q, id)
+	if err != nil {
+		return ci.Job{}, err
+	}
+	steps, err := queryAll(ctx, q, scanStep, `SELECT `+stepCols+` FROM steps WHERE job_id = ? ORDER BY idx`, id)
+	if err != nil {
+		return ci.Job{}, fmt.Errorf("read steps of job %d: %w", id, err)
+	}
+	if len(steps) > 0 {
+		j.Steps = steps
+	}
+	return j, nil
+}
+
+// jobRow is a job prepared for insertion.
+type jobRow struct {
+	job    *ci.Job
+	fields []string // encoded step fields
+	id     int64    // set by insertJobs
+}
+
+// prepareJobs validates the jobs and encodes their steps' fields, before any
+// transaction starts.
+func prepareJobs(jobs []*ci.Job) ([]jobRow, error) {
+	rows := make([]jobRow, len(jobs))
+	for i, j := range jobs {
+		if j == nil {
+			return nil, fmt.Errorf("job %d is nil: %w", i, ci.ErrInvalid)
+		}
+		if err := checkName("job", j.Name); err != nil {
+			return nil, err
+		}
+		if j.Timeout < 0 {
+			return nil, fmt.Errorf("job %q: negative timeout %d: %w", j.Name, j.Timeout, ci.ErrInvalid)
+		}
+		rows[i].job = j
+		rows[i].fields = make([]string, len(j.Steps))
+		for k, st := range j.Steps {
+			f, err := encodeMap(st.Fields)
+			if err != nil {
+				return nil, fmt.Errorf("job %q step %d fields: %w", j.Name, k, err)
+			}
+			rows[i].fields[k] = f
+		}
+	}
+	return rows, nil
+}
+
+// insertJobs inserts new queued jobs of a run and their pending steps. Steps
+// are numbered by their position in Job.Steps.
+func insertJobs(ctx context.Context, tx *sql.Tx, runID, flowID int64, rows []jobRow, now time.Time) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	jobStmt, err := tx.PrepareContext(ctx, `
+		INSERT INTO jobs (run_id, flow_id, name, state, agents_group, system, executor, timeout, created)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`)
+	if err != nil {
+		return fmt.Errorf("insert jobs: %w", err)
+	}
+	defer jobStmt.Close()
+	stepStmt, err := tx.PrepareContext(ctx, `
+		INSERT INTO steps (job_id, idx, tool, name, fields, status) VALUES (?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return fmt.Errorf("insert steps: %w", err)
+	}
+	defer stepStmt.Close()
+	for i := range rows {
+		j := rows[i].job
+		if err := jobStmt.QueryRowContext(ctx, runID, flowID, j.Name, ci.JobQueued, j.Group, j.System,
+			j.Executor, j.Timeout, ms(now)).Scan(&rows[i].id); err != nil {
+			return fmt.Errorf("insert job %q: %w", j.Name, err)
+		}
+		for k, st := range j.Steps {
+			if _, err := stepStmt.ExecContext(ctx, rows[i].id, k, st.Tool, st.Name, rows[i].fields[k],
+				ci.StepPending); err != nil {
+				return fmt.Errorf("insert step %d of job %q: %w", k, j.Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// fillJobs sets, after the commit, what the store assigned to the jobs.
+func fillJobs(rows []jobRow, runID, flowID int64, now time.Time) {
+	for _, r := range rows {
+		j := r.job
+		j.ID, j.RunID, j.FlowID = r.id, runID, flowID
+		j.State, j.Result, j.Message = ci.JobQueued, ci.JobResultNone, ""
+		j.Covered, j.AgentID, j.Attempt = false, 0, 0
+		j.Created = now
+		j.Assigned, j.Started, j.Finished, j.LeaseUntil = nil, nil, nil, nil
+		for k := range j.Steps {
+			st := &j.Steps[k]
+			st.JobID, st.Index, st.Status = r.id, k, ci.StepPending
+			st.ExitCode, st.Reason, st.Message, st.Started, st.Finished = nil, "", "", nil, nil
+		}
+	}
+}
+
+// GetJob returns the job with its steps ordered by index.
+func (s *Store) GetJob(ctx context.Context, id int64) (ci.Job, error) {
+	var j ci.Job
+	err := s.read(ctx, func(tx *sql.Tx) error {
+		var err error
+		j, err = getJobWithSteps(ctx, tx, id)
+		return err
+	})
+	if err != nil {
+		return ci.Job{}, fmt.Errorf("get job: %w", err)
+	}
+	return j, nil
+}
+
+// ListJobs returns the run's jobs with their steps in creation order, covered
+// ones included.
+func (s *Store) ListJobs(ctx context.Context, runID int64) ([]ci.Job, error) {
+	var jobs []ci.Job
+	err := s.read(ctx, func(tx *sql.Tx) error {
+		var err error
+		jobs, err = queryAll(ctx, tx, scanJob, `SELECT `+jobCols+` FROM jobs WHERE run_id = ? ORDER BY id`, runID)
+		if err != nil {
+			return err
+		}
+		steps, err := queryAll(ctx, tx, scanStep, `SELECT `+stepCols+` FROM steps
+			WHERE job_id IN (SELECT id FROM jobs WHERE run_id = ?) ORDER BY job_id, idx`, runID)
+		if err != nil {
+			return err
+		}
+		byJob := map[int64][]ci.Step{}
+		for _, st := range steps {
+			byJob[st.JobID] = append(byJob[st.JobID], st)
+		}
+		for i := range jobs {
+			jobs[i].Steps = byJob[jobs[i].ID]
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list jobs of run %d: %w", runID, err)
+	}
+	return jobs, nil
+}
+
+// ListQueuedJobs returns queued jobs in FIFO order (run creation, then job
+// ID), read in order from the partial index jobs_queue. The state is a literal,
+// not a parameter, so that the planner can match the index's WHERE clause.
+func (s *Store) ListQueuedJobs(ctx context.Context, limit int) ([]ci.Job, error) {
+	out, err := queryAll(ctx, s.r, scanJob,
+		queuedJobsQuery, sqlLimit(limit))
+	if err != nil {
+		return nil, fmt.Errorf("list queued jobs: %w", err)
+	}
+	return out, nil
+}
+
+// Queries whose plans TestQueryPlans checks.
+const (
+	queuedJobsQuery  = `SELECT ` + jobCols + ` FROM jobs WHERE state = 'queued' ORDER BY run_id, id LIMIT ?`
+	expiredJobsQuery = `SELECT ` + jobCols + ` FROM jobs
+		WHERE state IN ('assigned', 'running') AND lease_until < ? ORDER BY lease_until, id`
+)
+
+// sqlLimit maps "0: no limit" to SQLite's -1.
+func sqlLimit(limit int) int {
+	if limit <= 0 {
+		return -1
+	}
+	return limit
+}
+
+// ClaimJob gives a queued job to an idle, authorized, enabled agent.
+func (s *Store) ClaimJob(ctx context.Context, jobID, agentID int64, lease time.Duration) (ci.Job, error) {
+	if lease <= 0 {
+		return ci.Job{}, fmt.Errorf("claim job %d: lease %v is not positive: %w", jobID, lease, ci.ErrInvalid)
+	}
+	now := s.now()
+	var j ci.Job
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var authorized, disabled bool
+		var current sql.NullInt64
+		err := tx.QueryRowContext(ctx, `SELECT authorized, disabled, job_id FROM agents WHERE id = ?`, agentID).
+			Scan(&authorized, &disabled, &current)
+		if err != nil {
+			return notFound(err, "agent", agentID)
+		}
+		switch {
+		case !authorized:
+			return fmt.Errorf("agent %d is not authorized: %w", agentID, ci.ErrConflict)
+		case disabled:
+			return fmt.Errorf("agent %d is disabled: %w", agentID, ci.ErrConflict)
+		case current.Valid:
+			return fmt.Errorf("agent %d is busy with job %d: %w", agentID, current.Int64, ci.ErrConflict)
+		}
+		res, err := tx.ExecContext(ctx, `
+			UPDATE jobs SET state = ?, attempt = attempt + 1, agent_id = ?, assigned = ?, lease_until = ?
+			WHERE id = ? AND state = ?`,
+			ci.JobAssigned, agentID, ms(now), ms(now.Add(lease)), jobID, ci.JobQueued)
+		if err != nil {
+			return err
+		}
+		if ok, err := affected(res); err != nil {
+			return err
+		} else if !ok {
+			cur, err := getJob(ctx, tx, jobID)
+			if err != nil {
+				return err
+			}
+			return fmt.Errorf("job is %s, not %s: %w", cur.State, ci.JobQueued, ci.ErrConflict)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE agents SET job_id = ? WHERE id = ?`, jobID, agentID); err != nil {
+			return err
+		}
+		j, err = getJobWithSteps(ctx, tx, jobID)
+		return err
+	})
+	if err != nil {
+		return ci.Job{}, fmt.Errorf("claim job %d for agent %d: %w", jobID, agentID, err)
+	}
+	return j, nil
+}
+
+// jobHead is what fencing decisions need.
+type jobHead struct {
+	state   ci.JobState
+	attempt int
+	runID   int64
+	flowID  int64
+	covered bool
+}
+
+func getJobHead(ctx context.Context, tx *sql.Tx, id int64) (jobHead, error) {
+	var h jobHead
+	err := tx.QueryRowContext(ctx, `SELECT state, attempt, run_id, flow_id, covered FROM jobs WHERE id = ?`, id).
+		Scan(&h.state, &h.attempt, &h.runID, &h.flowID, &h.covered)
+	if err != nil {
+		return jobHead{}, notFound(err, "job", id)
+	}
+	return h, nil
+}
+
+func (h jobHead) active() bool { return h.state == ci.JobAssigned || h.state == ci.JobRunning }
+
+// fence checks a write of the given attempt. Attempt 0 (server side) is never
+// fenced. Another attempt is stale, and so is the job's own attempt once the
+// job is no longer assigned or running: it was requeued (and waits for its
+// next claim, which will increment the attempt) or completed.
+func fence(jobID int64, h jobHead, attempt int) error {
+	if attempt < 0 {
+		return fmt.Errorf("attempt %d is negative: %w", attempt, ci.ErrInvalid)
+	}
+	if attempt == 0 {
+		return nil
+	}
+	if h.attempt != attempt || !h.active() {
+		return fmt.Errorf("job %d is %s at attempt %d, attempt %d is over: %w",
+			jobID, h.state, h.attempt, attempt, ci.ErrStaleAttempt)
+	}
+	return nil
+}
+
+// StartJob moves an assigned job to running. Fenced.
+func (s *Store) StartJob(ctx context.Context, jobID int64, attempt int, at time.Time) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		h, err := getJobHead(ctx, tx, jobID)
+		if err != nil {
+			return err
+		}
+		if err := fence(jobID, h, attempt); err != nil {
+			return err
+		}
+		switch h.state {
+		case ci.JobRunning:
+			return nil
+		case ci.JobAssigned:
+			_, err := tx.ExecContext(ctx, `UPDATE jobs SET state = ?, started = ? WHERE id = ?`,
+				ci.JobRunning, ms(at), jobID)
+			return err
+		}
+		return fmt.Errorf("job is %s: %w", h.state, ci.ErrConflict)
+	})
+	if err != nil {
+		return fmt.Errorf("start job %d: %w", jobID, err)
+	}
+	return nil
+}
+
+// RenewLease extends the current attempt's lease. Fenced.
+func (s *Store) RenewLease(ctx context.Context, jobID int64, attempt int, until time.Time) (ci.Job, error) {
+	var j ci.Job
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		h, err := getJobHead(ctx, tx, jobID)
+		if err != nil {
+			return err
+		}
+		if err := fence(jobID, h, attempt); err != nil {
+			return err
+		}
+		if !h.active() {
+			return fmt.Errorf("job is %s and has no lease: %w", h.state, ci.ErrConflict)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE jobs SET lease_until = ? WHERE id = ?`, ms(until), jobID); err != nil {
+			return err
+		}
+		j, err = getJob(ctx, tx, jobID)
+		return err
+	})
+	if err != nil {
+		return ci.Job{}, fmt.Errorf("renew lease of job %d: %w", jobID, err)
+	}
+	return j, nil
+}
+
+var stepStatuses = map[ci.StepStatus]bool{
+	ci.StepPending: true, ci.StepRunning: true, ci.StepOK: true, ci.StepFailed: true,
+	ci.StepTimeout: true, ci.StepSkipped: true, ci.StepCancelled: true, ci.StepError: true,
+}
+
+// UpdateStep stores the step's status and outcome. Fenced. Idempotent.
+func (s *Store) UpdateStep(ctx context.Context, jobID int64, attempt int, st ci.Step) error {
+	if !stepStatuses[st.Status] {
+		return fmt.Errorf("update step %d of job %d: unknown status %q: %w", st.Index, jobID, st.Status, ci.ErrInvalid)
+	}
+	var exit sql.NullInt64
+	if st.ExitCode != nil {
+		exit = sql.NullInt64{Int64: int64(*st.ExitCode), Valid: true}
+	}
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		h, err := getJobHead(ctx, tx, jobID)
+		if err != nil {
+			return err
+		}
+		if err := fence(jobID, h, attempt); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `
+			UPDATE steps SET status = ?, exit_code = ?, reason = ?, message = ?, started = ?, finished = ?
+			WHERE job_id = ? AND idx = ?`,
+			st.Status, exit, st.Reason, st.Message, msPtr(st.Started), msPtr(st.Finished), jobID, st.Index)
+		if err != nil {
+			return err
+		}
+		return mustAffect(res, "step", st.Index)
+	})
+	if err != nil {
+		return fmt.Errorf("update step %d of job %d: %w", st.Index, jobID, err)
+	}
+	return nil
+}
+
+var jobResults = map[ci.JobResult]bool{
+	ci.JobOK: true, ci.JobFailed: true, ci.JobTimeout: true, ci.JobCancelled: true, ci.JobError: true,
+	ci.JobNoAgents: true, ci.JobServerTimeout: true, ci.JobAgentLost: true,
+}
+
+// runningStepStatus is what a still running step becomes when its job
+// completes with result.
+func runningStepStatus(result ci.JobResult) ci.StepStatus {
+	switch result {
+	case ci.JobCancelled:
+		return ci.StepCancelled
+	case ci.JobTimeout:
+		return ci.StepTimeout
+	}
+	return ci.StepError
+}
+
+// CompleteJob completes a job; a second completion is a no-op (changed=false).
+// Fenced when attempt > 0.
+func (s *Store) CompleteJob(ctx context.Context, jobID int64, attempt int, result ci.JobResult, message string, at time.Time) (ci.Job, bool, error) {
+	if !jobResults[result] {
+		return ci.Job{}, false, fmt.Errorf("complete job %d: unknown result %q: %w", jobID, result, ci.ErrInvalid)
+	}
+	var j ci.Job
+	var changed bool
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		h, err := getJobHead(ctx, tx, jobID)
+		if err != nil {
+			return err
+		}
+		if h.state == ci.JobCompleted && (attempt == 0 || attempt == h.attempt) {
+			// Idempotent: a retried completion of the same attempt, or a server
+			// side one, finds the job already completed.
+			j, err = getJobWithSteps(ctx, tx, jobID)
+			return err
+		}
+		if err := fence(jobID, h, attempt); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `
+			UPDATE jobs SET state = ?, result = ?, message = ?, finished = ?, lease_until = NULL WHERE id = ?`,
+			ci.JobCompleted, result, message, ms(at), jobID); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE steps SET status = ? WHERE job_id = ? AND status = ?`,
+			ci.StepSkipped, jobID, ci.StepPending); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `
+			UPDATE steps SET status = ?, finished = coalesce(finished, ?) WHERE job_id = ? AND status = ?`,
+			runningStepStatus(result), ms(at), jobID, ci.StepRunning); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE agents SET job_id = NULL WHERE job_id = ?`, jobID); err != nil {
+			return err
+		}
+		if !h.covered && result != ci.JobOK {
+			// Incremental, so completing a job costs the same in a run of any size.
+			if _, err := tx.ExecContext(ctx, `UPDATE runs SET jobs_error = jobs_error + 1 WHERE id = ?`,
+				h.runID); err != nil {
+				return err
+			}
+		}
+		changed = true
+		j, err = getJobWithSteps(ctx, tx, jobID)
+		return err
+	})
+	if err != nil {
+		return ci.Job{}, false, fmt.Errorf("complete job %d: %w", jobID, err)
+	}
+	return j, changed, nil
+}
+
+// RequeueJob puts an assigned or running job back to queued. Fenced when
+// attempt > 0. The steps go back to pending and the job's log chunks are
+// deleted: the next attempt starts from scratch and writes its own chunks from
+// sequence 0.
+func (s *Store) RequeueJob(ctx context.Context, jobID int64, attempt int) (bool, error) {
+	var changed bool
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		h, err := getJobHead(ctx, tx, jobID)
+		if err != nil {
+			return err
+		}
+		if attempt < 0 {
+			return fmt.Errorf("attempt %d is negative: %w", attempt, ci.ErrInvalid)
+		}
+		if attempt > 0 && (h.attempt != attempt || h.state == ci.JobCompleted) {
+			return fmt.Errorf("job %d is %s at attempt %d, attempt %d is over: %w",
+				jobID, h.state, h.attempt, attempt, ci.ErrStaleAttempt)
+		}
+		if !h.active() {
+			return nil
+		}
+		if _, err := tx.ExecContext(ctx, `
+			UPDATE jobs SET state = ?, result = '', message = '', agent_id = NULL,
+				assigned = NULL, started = NULL, finished = NULL, lease_until = NULL
+			WHERE id = ?`, ci.JobQueued, jobID); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `
+			UPDATE steps SET status = ?, exit_code = NULL, reason = '', message = '', started = NULL, finished = NULL
+			WHERE job_id = ?`, ci.StepPending, jobID); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM log_chunks WHERE job_id = ?`, jobID); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE agents SET job_id = NULL WHERE job_id = ?`, jobID); err != nil {
+			return err
+		}
+		changed = true
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("requeue job %d: %w", jobID, err)
+	}
+	return changed, nil
+}
+
+// RerunJob covers a completed job, inserts a fresh copy of it in the same run
+// and reopens the run and the flow. Only one rerun of a job wins: rerunning a
+// job that is already covered is a conflict.
+func (s *Store) RerunJob(ctx context.Context, jobID int64) (ci.Job, error) {
+	now := s.now()
+	var j ci.Job
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		old, err := getJobWithSteps(ctx, tx, jobID)
+		if err != nil {
+			return err
+		}
+		if old.State != ci.JobCompleted {
+			return fmt.Errorf("job is %s, not %s: %w", old.State, ci.JobCompleted, ci.ErrConflict)
+		}
+		if old.Covered {
+			return fmt.Errorf("job was already rerun: rerun its newest copy: %w", ci.ErrConflict)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE jobs SET covered = 1 WHERE id = ?`, jobID); err != nil {
+			return err
+		}
+		fresh := &ci.Job{Name: old.Name, Group: old.Group, System: old.System, Executor: old.Executor,
+			Timeout: old.Timeout}
+		for _, st := range old.Steps {
+			fresh.Steps = append(fresh.Steps, ci.Step{Tool: st.Tool, Name: st.Name, Fields: st.Fields})
+		}
+		rows, err := prepareJobs([]*ci.Job{fresh})
+		if err != nil {
+			return err
+		}
+		if err := insertJobs(ctx, tx, old.RunID, old.FlowID, rows, now); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE runs SET state = ?, finished = NULL WHERE id = ?`,
+			ci.RunInProgress, old.RunID); err != nil {
+			return err
+		}
+		if err := refreshRunCounters(ctx, tx, old.RunID); err != nil {
+			return err
+		}
+		if err := reopenFlow(ctx, tx, old.FlowID); err != nil {
+			return err
+		}
+		j, err = getJobWithSteps(ctx, tx, rows[0].id)
+		return err
+	})
+	if err != nil {
+		return ci.Job{}, fmt.Errorf("rerun job %d: %w", jobID, err)
+	}
+	return j, nil
+}
+
+// ListExpiredJobs returns assigned or running jobs whose lease ended before
+// now, soonest expired first.
+func (s *Store) ListExpiredJobs(ctx context.Context, now time.Time) ([]ci.Job, error) {
+	out, err := queryAll(ctx, s.r, scanJob, expiredJobsQuery, ms(now))
+	if err != nil {
+		return nil, fmt.Errorf("list expired jobs: %w", err)
+	}
+	return out, nil
+}
+
+// ListActiveJobs returns the assigned and running jobs by ID.
+func (s *Store) ListActiveJobs(ctx context.Context) ([]ci.Job, error) {
+	out, err := queryAll(ctx, s.r, scanJob, `SELECT `+jobCols+` FROM jobs
+		WHERE state IN ('assigned', 'running') ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("list active jobs: %w", err)
+	}
+	return out, nil
+}

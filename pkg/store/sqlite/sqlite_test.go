@@ -1,0 +1,412 @@
+package sqlite
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/kraken-go/kk/pkg/ci"
+	"github.com/kraken-go/kk/pkg/store"
+	"github.com/kraken-go/kk/pkg/store/storetest"
+)
+
+// openTest opens a store on a new file in the test's temporary directory and
+// closes it at the end of the test.
+func openTest(t testing.TB) *Store {
+	t.Helper()
+	return openAt(t, filepath.Join(t.TempDir(), "kk.db"))
+}
+
+func openAt(t testing.TB, path string) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), path, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, s.Close()) })
+	return s
+}
+
+func TestStore(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T) store.Store { return openTest(t) })
+}
+
+func TestOpenRejectsMemory(t *testing.T) {
+	t.Parallel()
+	for _, path := range []string{"", ":memory:", "/tmp/x.db?mode=memory"} {
+		_, err := Open(t.Context(), path, nil)
+		require.ErrorIs(t, err, ci.ErrInvalid, "path %q", path)
+	}
+}
+
+func TestPragmas(t *testing.T) {
+	t.Parallel()
+	s := openTest(t)
+	tests := []struct {
+		pragma string
+		db     func() querier
+		want   string
+	}{
+		{"journal_mode", func() querier { return s.w }, "wal"},
+		{"foreign_keys", func() querier { return s.w }, "1"},
+		{"synchronous", func() querier { return s.w }, "1"}, // NORMAL
+		{"busy_timeout", func() querier { return s.w }, strconv.FormatInt(busyTimeout.Milliseconds(), 10)},
+		{"foreign_keys", func() querier { return s.r }, "1"},
+		{"query_only", func() querier { return s.r }, "1"},
+		{"query_only", func() querier { return s.w }, "0"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.pragma, func(t *testing.T) {
+			var got string
+			require.NoError(t, tc.db().QueryRowContext(t.Context(), "PRAGMA "+tc.pragma).Scan(&got))
+			require.Equal(t, tc.want, got)
+		})
+	}
+	// The read pool cannot write.
+	_, err := s.r.ExecContext(t.Context(), `INSERT INTO groups (name, created) VALUES ('x', 0)`)
+	require.Error(t, err)
+}
+
+func TestMigrations(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "kk.db")
+	all, err := migrations()
+	require.NoError(t, err)
+	require.NotEmpty(t, all)
+	for i, m := range all {
+		require.Equal(t, i+1, m.version, "versions are consecutive from 1")
+	}
+
+	s, err := Open(t.Context(), path, nil)
+	require.NoError(t, err)
+	first, err := s.MigrationStatus(t.Context())
+	require.NoError(t, err)
+	require.Len(t, first, len(all))
+	for _, m := range first {
+		require.NotNil(t, m.Applied, "migration %d", m.Version)
+	}
+	require.Equal(t, "init", first[0].Name)
+	require.NoError(t, s.Close())
+
+	// Reopening applies nothing again.
+	s = openAt(t, path)
+	again, err := s.MigrationStatus(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, first, again)
+	var rows int
+	require.NoError(t, s.r.QueryRowContext(t.Context(), `SELECT count(*) FROM schema_migrations`).Scan(&rows))
+	require.Equal(t, len(all), rows)
+	groups, err := s.ListGroups(t.Context())
+	require.NoError(t, err)
+	require.Len(t, groups, 1, "the built-in group is created once")
+}
+
+func TestMigrationsRefuseNewerDatabase(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "kk.db")
+	s, err := Open(t.Context(), path, nil)
+	require.NoError(t, err)
+	_, err = s.w.ExecContext(t.Context(), `INSERT INTO schema_migrations (version, name, applied) VALUES (9999, 'future', 0)`)
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+
+	_, err = Open(t.Context(), path, nil)
+	require.ErrorContains(t, err, "newer kkd")
+}
+
+func TestMigrationStatusPending(t *testing.T) {
+	t.Parallel()
+	s := openTest(t)
+	// Pretend the newest migration is not applied: status reports it pending.
+	all, err := migrations()
+	require.NoError(t, err)
+	last := all[len(all)-1].version
+	_, err = s.w.ExecContext(t.Context(), `DELETE FROM schema_migrations WHERE version = ?`, last)
+	require.NoError(t, err)
+	status, err := s.MigrationStatus(t.Context())
+	require.NoError(t, err)
+	require.Nil(t, status[len(status)-1].Applied)
+}
+
+func TestReopenKeepsData(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "kk.db")
+	s, err := Open(ctx, path, nil)
+	require.NoError(t, err)
+
+	p := ci.Project{Name: "p", Description: "d"}
+	require.NoError(t, s.CreateProject(ctx, &p))
+	b := ci.Branch{ProjectID: p.ID, Name: "main", Env: map[string]string{"K": "v"}}
+	require.NoError(t, s.CreateBranch(ctx, &b))
+	fl := ci.Flow{BranchID: b.ID, Kind: ci.FlowCI, Args: map[string]string{"A": "1"}}
+	require.NoError(t, s.CreateFlow(ctx, &fl))
+	jobs := []*ci.Job{{Name: "j", Steps: []ci.Step{{Tool: "shell", Fields: map[string]any{"cmd": "true"}}}}}
+	r := ci.Run{FlowID: fl.ID, StageName: "build", State: ci.RunInProgress}
+	require.NoError(t, s.CreateRun(ctx, &r, jobs))
+	_, err = s.AppendLog(ctx, ci.LogChunk{JobID: jobs[0].ID, Step: 0, Seq: 0, Data: []byte("hello\n")})
+	require.NoError(t, err)
+	_, err = s.AppendLog(ctx, ci.LogChunk{JobID: jobs[0].ID, Step: 0, Seq: 1, Data: []byte("world\n")})
+	require.NoError(t, err)
+	a, err := s.RegisterAgent(ctx, ci.Agent{UUID: "u", Name: "a"}, time.Now())
+	require.NoError(t, err)
+	a, err = s.UpdateAgent(ctx, a.ID, store.AgentUpdate{Authorized: new(true)})
+	require.NoError(t, err)
+	claimed, err := s.ClaimJob(ctx, jobs[0].ID, a.ID, time.Minute)
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+
+	s = openAt(t, path)
+	gotP, err := s.GetProject(ctx, p.ID)
+	require.NoError(t, err)
+	require.Equal(t, p, gotP)
+	gotB, err := s.GetBranch(ctx, b.ID)
+	require.NoError(t, err)
+	require.Equal(t, b, gotB)
+	gotF, err := s.GetFlow(ctx, fl.ID)
+	require.NoError(t, err)
+	require.Equal(t, fl, gotF)
+	gotR, err := s.GetRun(ctx, r.ID)
+	require.NoError(t, err)
+	require.Equal(t, r, gotR)
+	gotJ, err := s.GetJob(ctx, jobs[0].ID)
+	require.NoError(t, err)
+	require.Equal(t, claimed, gotJ)
+	gotA, err := s.GetAgent(ctx, a.ID)
+	require.NoError(t, err)
+	require.Equal(t, claimed.ID, gotA.JobID)
+	logs, err := s.ReadLogs(ctx, jobs[0].ID, -1, -1, -1, 0)
+	require.NoError(t, err)
+	require.Len(t, logs, 2)
+	require.Equal(t, "hello\nworld\n", string(logs[0].Data)+string(logs[1].Data))
+	// Counters continue.
+	fl2 := ci.Flow{BranchID: b.ID, Kind: ci.FlowCI}
+	require.NoError(t, s.CreateFlow(ctx, &fl2))
+	require.EqualValues(t, 2, fl2.Seq)
+}
+
+// TestQueryPlans checks that the hot queries read their index instead of
+// scanning (and sorting) the jobs table.
+func TestQueryPlans(t *testing.T) {
+	t.Parallel()
+	s := openTest(t)
+	tests := []struct {
+		name  string
+		query string
+		args  []any
+		index string
+	}{
+		{"queue in FIFO order", queuedJobsQuery, []any{-1}, "jobs_queue"},
+		{"open jobs of a run", `SELECT 1 FROM jobs WHERE jobs.run_id = 1
+			AND jobs.covered = 0 AND jobs.state <> 'completed'`, nil, "jobs_open"},
+		{"expired leases", expiredJobsQuery, []any{5}, "jobs_active"},
+		{"agent of a job", `UPDATE agents SET job_id = NULL WHERE job_id = 1`, nil, "agents_job"},
+		{"credential", `SELECT 1 FROM agents WHERE credential_hash = 'x' AND credential_hash <> ''`, nil,
+			"agents_credential"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rows, err := s.w.QueryContext(t.Context(), `EXPLAIN QUERY PLAN `+tc.query, tc.args...)
+			require.NoError(t, err)
+			defer rows.Close()
+			var plan []string
+			for rows.Next() {
+				var id, parent, unused int
+				var detail string
+				require.NoError(t, rows.Scan(&id, &parent, &unused, &detail))
+				plan = append(plan, detail)
+			}
+			require.NoError(t, rows.Err())
+			joined := strings.Join(plan, "; ")
+			require.Contains(t, joined, tc.index)
+			require.NotContains(t, joined, "TEMP B-TREE", "no sort step")
+		})
+	}
+}
+
+// Durability: a child process commits data and reports it, then the parent
+// kills it with SIGKILL in the middle of further writes. Everything reported
+// as committed must be there after reopening, and the file must be intact.
+
+const helperEnv = "KK_SQLITE_DURABILITY_HELPER_DB"
+
+// TestDurabilityHelper is the child process of TestDurabilitySIGKILL. It does
+// nothing when run normally.
+func TestDurabilityHelper(t *testing.T) {
+	path := os.Getenv(helperEnv)
+	if path == "" {
+		return
+	}
+	ctx := context.Background()
+	s, err := Open(ctx, path, nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "open:", err)
+		os.Exit(2)
+	}
+	fail := func(err error) {
+		fmt.Fprintln(os.Stderr, "helper:", err)
+		os.Exit(2)
+	}
+	p := ci.Project{Name: "durable"}
+	if err := s.CreateProject(ctx, &p); err != nil {
+		fail(err)
+	}
+	b := ci.Branch{ProjectID: p.ID, Name: "main"}
+	if err := s.CreateBranch(ctx, &b); err != nil {
+		fail(err)
+	}
+	fl := ci.Flow{BranchID: b.ID, Kind: ci.FlowCI}
+	if err := s.CreateFlow(ctx, &fl); err != nil {
+		fail(err)
+	}
+	jobs := []*ci.Job{{Name: "j", Steps: []ci.Step{{Tool: "shell"}}}}
+	if err := s.CreateRun(ctx, &ci.Run{FlowID: fl.ID, StageName: "build", State: ci.RunInProgress}, jobs); err != nil {
+		fail(err)
+	}
+	fmt.Printf("job %d\n", jobs[0].ID)
+	chunk := make([]byte, 4096)
+	deadline := time.Now().Add(time.Minute) // never outlive a vanished parent
+	for seq := int64(0); time.Now().Before(deadline); seq++ {
+		if _, err := s.AppendLog(ctx, ci.LogChunk{JobID: jobs[0].ID, Step: 0, Seq: seq, Data: chunk}); err != nil {
+			fail(err)
+		}
+		// Reported only after the commit returned.
+		if _, err := fmt.Printf("committed %d\n", seq); err != nil {
+			os.Exit(3)
+		}
+	}
+	os.Exit(4)
+}
+
+func TestDurabilitySIGKILL(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "kk.db")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestDurabilityHelper$", "-test.count=1")
+	cmd.Env = append(os.Environ(), helperEnv+"="+path)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	killed := false
+	t.Cleanup(func() {
+		if !killed {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+
+	const target = 200
+	var jobID int64
+	last := int64(-1)
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		line := sc.Text()
+		if v, ok := strings.CutPrefix(line, "job "); ok {
+			jobID, err = strconv.ParseInt(v, 10, 64)
+			require.NoError(t, err)
+		}
+		if v, ok := strings.CutPrefix(line, "committed "); ok {
+			last, err = strconv.ParseInt(v, 10, 64)
+			require.NoError(t, err)
+			if last >= target {
+				break
+			}
+		}
+	}
+	require.GreaterOrEqual(t, last, int64(target), "the helper stopped early (scan error: %v)", sc.Err())
+	require.NoError(t, cmd.Process.Kill()) // SIGKILL, while it keeps writing
+	killed = true
+	err = cmd.Wait()
+	require.Error(t, err, "the helper must die from the signal")
+
+	s := openAt(t, path)
+	ctx := t.Context()
+	p, err := s.GetProjectByName(ctx, "durable")
+	require.NoError(t, err)
+	branches, err := s.ListBranches(ctx, p.ID)
+	require.NoError(t, err)
+	require.Len(t, branches, 1)
+	j, err := s.GetJob(ctx, jobID)
+	require.NoError(t, err)
+	require.Len(t, j.Steps, 1)
+	logs, err := s.ReadLogs(ctx, jobID, 0, -1, -1, 0)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, int64(len(logs)), last+1, "every reported commit survived")
+	for i, c := range logs {
+		require.EqualValues(t, i, c.Seq, "no gap")
+		require.Len(t, c.Data, 4096)
+	}
+	var check string
+	require.NoError(t, s.r.QueryRowContext(ctx, "PRAGMA integrity_check").Scan(&check))
+	require.Equal(t, "ok", check)
+}
+
+// Benchmarks.
+
+// BenchmarkClaimComplete measures the claim-and-complete cycle of queued jobs
+// by one agent, the scheduler's hot path.
+func BenchmarkClaimComplete(b *testing.B) {
+	s := openTest(b)
+	ctx := context.Background()
+	p := ci.Project{Name: "p"}
+	require.NoError(b, s.CreateProject(ctx, &p))
+	br := ci.Branch{ProjectID: p.ID, Name: "main"}
+	require.NoError(b, s.CreateBranch(ctx, &br))
+	fl := ci.Flow{BranchID: br.ID, Kind: ci.FlowCI}
+	require.NoError(b, s.CreateFlow(ctx, &fl))
+	jobs := make([]*ci.Job, b.N)
+	for i := range jobs {
+		jobs[i] = &ci.Job{Name: "j" + strconv.Itoa(i), Steps: []ci.Step{{Tool: "shell"}, {Tool: "artifacts"}}}
+	}
+	require.NoError(b, s.CreateRun(ctx, &ci.Run{FlowID: fl.ID, StageName: "build", State: ci.RunInProgress}, jobs))
+	a, err := s.RegisterAgent(ctx, ci.Agent{UUID: "u", Name: "a"}, time.Now())
+	require.NoError(b, err)
+	_, err = s.UpdateAgent(ctx, a.ID, store.AgentUpdate{Authorized: new(true)})
+	require.NoError(b, err)
+
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		j, err := s.ClaimJob(ctx, jobs[i].ID, a.ID, time.Minute)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := s.CompleteJob(ctx, j.ID, j.Attempt, ci.JobOK, "", time.Now()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
+}
+
+// BenchmarkAppendLog measures log ingestion in 64 KiB chunks.
+func BenchmarkAppendLog(b *testing.B) {
+	s := openTest(b)
+	ctx := context.Background()
+	p := ci.Project{Name: "p"}
+	require.NoError(b, s.CreateProject(ctx, &p))
+	br := ci.Branch{ProjectID: p.ID, Name: "main"}
+	require.NoError(b, s.CreateBranch(ctx, &br))
+	fl := ci.Flow{BranchID: br.ID, Kind: ci.FlowCI}
+	require.NoError(b, s.CreateFlow(ctx, &fl))
+	jobs := []*ci.Job{{Name: "j", Steps: []ci.Step{{Tool: "shell"}}}}
+	require.NoError(b, s.CreateRun(ctx, &ci.Run{FlowID: fl.ID, StageName: "build", State: ci.RunInProgress}, jobs))
+	data := []byte(strings.Repeat("building target 42: compiling module x ... ok\n", 64<<10/46+1)[:64<<10])
+
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		if _, err := s.AppendLog(ctx, ci.LogChunk{JobID: jobs[0].ID, Step: 0, Seq: int64(i), Data: data}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,574 @@
+package storetest
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/kraken-go/kk/pkg/ci"
+	"github.com/kraken-go/kk/pkg/store"
+)
+
+func jobCases() []testCase {
+	return []testCase{
+		{"not found", func(t *testing.T, s store.Store) {
+			ctx := t.Context()
+			_, err := s.GetJob(ctx, 42)
+			require.ErrorIs(t, err, ci.ErrNotFound)
+			_, _, err = s.CompleteJob(ctx, 42, 0, ci.JobOK, "", now())
+			require.ErrorIs(t, err, ci.ErrNotFound)
+			_, err = s.RequeueJob(ctx, 42, 0)
+			require.ErrorIs(t, err, ci.ErrNotFound)
+			_, err = s.RerunJob(ctx, 42)
+			require.ErrorIs(t, err, ci.ErrNotFound)
+			require.ErrorIs(t, s.StartJob(ctx, 42, 1, now()), ci.ErrNotFound)
+			_, err = s.RenewLease(ctx, 42, 1, now())
+			require.ErrorIs(t, err, ci.ErrNotFound)
+			require.ErrorIs(t, s.UpdateStep(ctx, 42, 1, ci.Step{Status: ci.StepOK}), ci.ErrNotFound)
+			jobs, err := s.ListJobs(ctx, 42)
+			require.NoError(t, err)
+			require.Empty(t, jobs)
+		}},
+		{"complete settles steps per result", func(t *testing.T, s store.Store) {
+			tests := []struct {
+				result  ci.JobResult
+				running ci.StepStatus
+			}{
+				{ci.JobCancelled, ci.StepCancelled},
+				{ci.JobTimeout, ci.StepTimeout},
+				{ci.JobFailed, ci.StepError},
+				{ci.JobError, ci.StepError},
+				{ci.JobAgentLost, ci.StepError},
+				{ci.JobServerTimeout, ci.StepError},
+				{ci.JobOK, ci.StepError},
+			}
+			parent := newFx(t, s)
+			for _, tc := range tests {
+				t.Run(string(tc.result), func(t *testing.T) {
+					f := parent.sub(t)
+					_, jobs := f.queued(1, 4)
+					a := f.agent(f.unique("agent"), true)
+					j := f.claim(jobs[0].ID, a.ID)
+					require.NoError(t, s.StartJob(f.ctx, j.ID, j.Attempt, now()))
+					start := now()
+					exit := 0
+					require.NoError(t, s.UpdateStep(f.ctx, j.ID, j.Attempt, ci.Step{Index: 0, Status: ci.StepOK,
+						ExitCode: &exit, Started: &start, Finished: &start}))
+					require.NoError(t, s.UpdateStep(f.ctx, j.ID, j.Attempt, ci.Step{Index: 1, Status: ci.StepRunning,
+						Started: &start}))
+
+					at := now().Add(time.Second)
+					done, changed, err := s.CompleteJob(f.ctx, j.ID, j.Attempt, tc.result, "why", at)
+					require.NoError(t, err)
+					require.True(t, changed)
+					require.Equal(t, ci.JobCompleted, done.State)
+					require.Equal(t, tc.result, done.Result)
+					require.Equal(t, "why", done.Message)
+					requireTime(t, at, done.Finished)
+					require.Nil(t, done.LeaseUntil)
+					require.Equal(t, a.ID, done.AgentID, "the job remembers its agent")
+					var statuses []ci.StepStatus
+					for _, st := range done.Steps {
+						statuses = append(statuses, st.Status)
+					}
+					require.Equal(t, []ci.StepStatus{ci.StepOK, tc.running, ci.StepSkipped, ci.StepSkipped}, statuses)
+					require.Equal(t, &exit, done.Steps[0].ExitCode)
+					requireTime(t, at, done.Steps[1].Finished)
+					require.Equal(t, done, f.job(j.ID))
+					require.Zero(t, f.getAgent(a.ID).JobID, "the agent is free")
+				})
+			}
+		}},
+		{"complete is idempotent", func(t *testing.T, s store.Store) {
+			f := newFx(t, s)
+			_, jobs := f.queued(1, 1)
+			a := f.agent("a", true)
+			j := f.claim(jobs[0].ID, a.ID)
+			at := now()
+			first, changed, err := s.CompleteJob(f.ctx, j.ID, j.Attempt, ci.JobFailed, "step failed", at)
+			require.NoError(t, err)
+			require.True(t, changed)
+
+			again, changed, err := s.CompleteJob(f.ctx, j.ID, j.Attempt, ci.JobOK, "retry", at.Add(time.Minute))
+			require.NoError(t, err)
+			require.False(t, changed)
+			require.Equal(t, first, again, "the first completion stands")
+			_, changed, err = s.CompleteJob(f.ctx, j.ID, 0, ci.JobCancelled, "", now())
+			require.NoError(t, err)
+			require.False(t, changed)
+			require.Equal(t, first, f.job(j.ID))
+		}},
+		{"concurrent completion has one winner", func(t *testing.T, s store.Store) {
+			f := newFx(t, s)
+			_, jobs := f.queued(1, 1)
+			a := f.agent("a", true)
+			j := f.claim(jobs[0].ID, a.ID)
+			const n = 10
+			changed := make([]bool, n)
+			requireNoErrors(t, parallel(n, func(i int) error {
+				var err error
+				attempt := j.Attempt
+				if i%2 == 0 {
+					attempt = 0 // server side (watchdog) racing the agent
+				}
+				_, changed[i], err = s.CompleteJob(f.ctx, j.ID, attempt, ci.JobOK, "", now())
+				return err
+			}))
+			require.Equal(t, 1, count(changed))
+		}},
+		{"server side completion of a queued job", func(t *testing.T, s store.Store) {
+			f := newFx(t, s)
+			r, jobs := f.queued(1, 2)
+			done := f.complete(jobs[0].ID, ci.JobNoAgents)
+			require.Equal(t, ci.JobCompleted, done.State)
+			require.Zero(t, done.Attempt)
+			require.Equal(t, ci.StepSkipped, done.Steps[0].Status)
+			require.Equal(t, ci.StepSkipped, done.Steps[1].Status)
+			run, err := s.GetRun(f.ctx, r.ID)
+			require.NoError(t, err)
+			require.Equal(t, 1, run.JobsError, "counters follow completions")
+		}},
+		{"invalid result", func(t *testing.T, s store.Store) {
+			f := newFx(t, s)
+			_, jobs := f.queued(1, 0)
+			_, _, err := s.CompleteJob(f.ctx, jobs[0].ID, 0, "", "", now())
+			require.ErrorIs(t, err, ci.ErrInvalid)
+			_, _, err = s.CompleteJob(f.ctx, jobs[0].ID, 0, "great", "", now())
+			require.ErrorIs(t, err, ci.ErrInvalid)
+		}},
+		{"rerun job", func(t *testing.T, s store.Store) {
+			f := newFx(t, s)
+			r, jobs := f.queued(2, 2)
+			f.complete(jobs[0].ID, ci.JobOK)
+			f.complete(jobs[1].ID, ci.JobFailed)
+			run, changed, err := s.CompleteRunIfDone(f.ctx, r.ID, now())
+			require.NoError(t, err)
+			require.True(t, changed)
+			require.Equal(t, 1, run.JobsError)
+			_, changed, err = s.CompleteFlowIfDone(f.ctx, r.FlowID, now())
+			require.NoError(t, err)
+			require.True(t, changed)
+
+			fresh, err := s.RerunJob(f.ctx, jobs[1].ID)
+			require.NoError(t, err)
+			require.NotEqual(t, jobs[1].ID, fresh.ID)
+			require.Equal(t, ci.JobQueued, fresh.State)
+			require.Equal(t, r.ID, fresh.RunID)
+			require.Equal(t, r.FlowID, fresh.FlowID)
+			require.Equal(t, jobs[1].Name, fresh.Name)
+			require.Equal(t, jobs[1].Group, fresh.Group)
+			require.Equal(t, jobs[1].System, fresh.System)
+			require.Equal(t, jobs[1].Executor, fresh.Executor)
+			require.Equal(t, jobs[1].Timeout, fresh.Timeout)
+			require.Zero(t, fresh.Attempt)
+			require.Empty(t, fresh.Result)
+			require.Len(t, fresh.Steps, 2)
+			for i, st := range fresh.Steps {
+				require.Equal(t, ci.StepPending, st.Status)
+				require.Equal(t, fresh.ID, st.JobID)
+				require.Equal(t, jobs[1].Steps[i].Fields, st.Fields)
+				require.Equal(t, jobs[1].Steps[i].Tool, st.Tool)
+			}
+			require.Equal(t, fresh, f.job(fresh.ID))
+			require.True(t, f.job(jobs[1].ID).Covered)
+
+			run, err = s.GetRun(f.ctx, r.ID)
+			require.NoError(t, err)
+			require.Equal(t, ci.RunInProgress, run.State)
+			require.Nil(t, run.Finished)
+			require.Zero(t, run.JobsError, "the covered failure no longer counts")
+			fl, err := s.GetFlow(f.ctx, r.FlowID)
+			require.NoError(t, err)
+			require.Equal(t, ci.FlowInProgress, fl.State)
+
+			_, err = s.RerunJob(f.ctx, jobs[1].ID)
+			require.ErrorIs(t, err, ci.ErrConflict, "a covered job was rerun already")
+			_, err = s.RerunJob(f.ctx, fresh.ID)
+			require.ErrorIs(t, err, ci.ErrConflict, "not completed")
+
+			f.complete(fresh.ID, ci.JobOK)
+			run, changed, err = s.CompleteRunIfDone(f.ctx, r.ID, now())
+			require.NoError(t, err)
+			require.True(t, changed)
+			require.Equal(t, 2, run.JobsTotal)
+			require.Zero(t, run.JobsError)
+		}},
+		{"list active and expired jobs", func(t *testing.T, s store.Store) {
+			f := newFx(t, s)
+			_, jobs := f.queued(4, 1)
+			a1, a2, a3 := f.agent("a1", true), f.agent("a2", true), f.agent("a3", true)
+			short := f.claim(jobs[0].ID, a1.ID) // lease: one minute
+			renewed := f.claim(jobs[1].ID, a2.ID)
+			require.NoError(t, s.StartJob(f.ctx, renewed.ID, renewed.Attempt, now()))
+			until := now().Add(time.Hour)
+			got, err := s.RenewLease(f.ctx, renewed.ID, renewed.Attempt, until)
+			require.NoError(t, err)
+			requireTime(t, until, got.LeaseUntil)
+			done := f.claim(jobs[2].ID, a3.ID)
+			f.complete(done.ID, ci.JobOK)
+			// jobs[3] stays queued.
+
+			active, err := s.ListActiveJobs(f.ctx)
+			require.NoError(t, err)
+			require.Equal(t, []int64{short.ID, renewed.ID}, jobIDs(active))
+
+			expired, err := s.ListExpiredJobs(f.ctx, now())
+			require.NoError(t, err)
+			require.Empty(t, expired)
+			expired, err = s.ListExpiredJobs(f.ctx, now().Add(2*time.Minute))
+			require.NoError(t, err)
+			require.Equal(t, []int64{short.ID}, jobIDs(expired))
+			expired, err = s.ListExpiredJobs(f.ctx, now().Add(2*time.Hour))
+			require.NoError(t, err)
+			require.Equal(t, []int64{short.ID, renewed.ID}, jobIDs(expired), "soonest expired first")
+			expired, err = s.ListExpiredJobs(f.ctx, *short.LeaseUntil)
+			require.NoError(t, err)
+			require.Empty(t, expired, "a lease ending exactly now has not expired")
+		}},
+	}
+}
+
+func claimCases() []testCase {
+	return []testCase{
+		{"claim assigns the job to the agent", func(t *testing.T, s store.Store) {
+			f := newFx(t, s)
+			_, jobs := f.queued(1, 2)
+			a := f.agent("a", true)
+			before := now()
+			j, err := s.ClaimJob(f.ctx, jobs[0].ID, a.ID, 30*time.Second)
+			require.NoError(t, err)
+			require.Equal(t, ci.JobAssigned, j.State)
+			require.Equal(t, 1, j.Attempt)
+			require.Equal(t, a.ID, j.AgentID)
+			require.NotNil(t, j.Assigned)
+			requireRecent(t, *j.Assigned)
+			require.False(t, j.Assigned.Before(before))
+			requireTime(t, j.Assigned.Add(30*time.Second), j.LeaseUntil)
+			require.Len(t, j.Steps, 2)
+			require.Equal(t, j, f.job(j.ID))
+			require.Equal(t, j.ID, f.getAgent(a.ID).JobID)
+
+			queued, err := s.ListQueuedJobs(f.ctx, 0)
+			require.NoError(t, err)
+			require.Empty(t, queued)
+		}},
+		{"claim refusals", func(t *testing.T, s store.Store) {
+			f := newFx(t, s)
+			_, jobs := f.queued(3, 0)
+			busy := f.agent("busy", true)
+			f.claim(jobs[0].ID, busy.ID)
+			disabled := f.agent("disabled", true)
+			_, err := s.UpdateAgent(f.ctx, disabled.ID, store.AgentUpdate{Disabled: new(true)})
+			require.NoError(t, err)
+			discovered := f.agent("discovered", false)
+			idle := f.agent("idle", true)
+
+			tests := []struct {
+				name  string
+				job   int64
+				agent int64
+				want  error
+			}{
+				{"busy agent", jobs[1].ID, busy.ID, ci.ErrConflict},
+				{"disabled agent", jobs[1].ID, disabled.ID, ci.ErrConflict},
+				{"unauthorized agent", jobs[1].ID, discovered.ID, ci.ErrConflict},
+				{"job already claimed", jobs[0].ID, idle.ID, ci.ErrConflict},
+				{"missing job", 4242, idle.ID, ci.ErrNotFound},
+				{"missing agent", jobs[1].ID, 4242, ci.ErrNotFound},
+			}
+			for _, tc := range tests {
+				t.Run(tc.name, func(t *testing.T) {
+					_, err := s.ClaimJob(f.ctx, tc.job, tc.agent, time.Minute)
+					require.ErrorIs(t, err, tc.want)
+				})
+			}
+			// Nothing changed: the job is still queued at attempt 0, the idle
+			// agent still idle.
+			j := f.job(jobs[1].ID)
+			require.Equal(t, ci.JobQueued, j.State)
+			require.Zero(t, j.Attempt)
+			require.Zero(t, f.getAgent(idle.ID).JobID)
+
+			f.complete(jobs[2].ID, ci.JobCancelled)
+			_, err = s.ClaimJob(f.ctx, jobs[2].ID, idle.ID, time.Minute)
+			require.ErrorIs(t, err, ci.ErrConflict, "completed job")
+			_, err = s.ClaimJob(f.ctx, jobs[1].ID, idle.ID, 0)
+			require.ErrorIs(t, err, ci.ErrInvalid, "no lease")
+		}},
+		{"queue is FIFO by run creation then job id", func(t *testing.T, s store.Store) {
+			f := newFx(t, s)
+			fl := f.newFlow()
+			// A manual run created first gets its jobs last, yet they come first.
+			manual := ci.Run{FlowID: fl.ID, StageName: "first", State: ci.RunManual}
+			require.NoError(t, s.CreateRun(f.ctx, &manual, nil))
+			second := f.run(fl.ID, "second", newJob("s1", 0), newJob("s2", 0))
+			third := f.run(f.newFlow().ID, "third", newJob("t1", 0))
+			mj := []*ci.Job{newJob("m1", 0), newJob("m2", 0)}
+			_, err := s.StartRun(f.ctx, manual.ID, mj, now())
+			require.NoError(t, err)
+
+			secondJobs, err := s.ListJobs(f.ctx, second.ID)
+			require.NoError(t, err)
+			thirdJobs, err := s.ListJobs(f.ctx, third.ID)
+			require.NoError(t, err)
+			want := []int64{mj[0].ID, mj[1].ID, secondJobs[0].ID, secondJobs[1].ID, thirdJobs[0].ID}
+
+			queued, err := s.ListQueuedJobs(f.ctx, 0)
+			require.NoError(t, err)
+			require.Equal(t, want, jobIDs(queued))
+			for _, q := range queued {
+				require.Nil(t, q.Steps, "queued jobs come without steps")
+			}
+			queued, err = s.ListQueuedJobs(f.ctx, 3)
+			require.NoError(t, err)
+			require.Equal(t, want[:3], jobIDs(queued))
+
+			a := f.agent("a", true)
+			f.claim(want[0], a.ID)
+			queued, err = s.ListQueuedJobs(f.ctx, 0)
+			require.NoError(t, err)
+			require.Equal(t, want[1:], jobIDs(queued))
+		}},
+		{"racing claims never give a job twice", func(t *testing.T, s store.Store) {
+			f := newFx(t, s)
+			const nJobs, nAgents, nWorkers = 30, 5, 20
+			_, jobs := f.queued(nJobs, 1)
+			index := map[int64]int{}
+			for i, j := range jobs {
+				index[j.ID] = i
+			}
+			agents := make([]ci.Agent, nAgents)
+			holding := make([]atomic.Int32, nAgents)
+			for i := range agents {
+				agents[i] = f.agent(fmt.Sprintf("agent-%d", i), true)
+			}
+			claims := make([]atomic.Int32, nJobs)
+			var doubleHold atomic.Int32
+
+			errs := parallel(nWorkers, func(w int) error {
+				ai := w % nAgents
+				agent := agents[ai]
+				for {
+					queued, err := s.ListQueuedJobs(f.ctx, 0)
+					if err != nil {
+						return err
+					}
+					if len(queued) == 0 {
+						return nil
+					}
+					for _, q := range queued {
+						j, err := s.ClaimJob(f.ctx, q.ID, agent.ID, time.Minute)
+						if errors.Is(err, ci.ErrConflict) {
+							continue
+						}
+						if err != nil {
+							return err
+						}
+						claims[index[j.ID]].Add(1)
+						if holding[ai].Add(1) != 1 {
+							doubleHold.Add(1)
+						}
+						holding[ai].Add(-1)
+						_, changed, err := s.CompleteJob(f.ctx, j.ID, j.Attempt, ci.JobOK, "", now())
+						if err != nil {
+							return err
+						}
+						if !changed {
+							return fmt.Errorf("job %d was already completed", j.ID)
+						}
+						break
+					}
+				}
+			})
+			requireNoErrors(t, errs)
+			require.Zero(t, doubleHold.Load(), "an agent held two jobs at once")
+			for i := range claims {
+				require.EqualValues(t, 1, claims[i].Load(), "claims of job %d", jobs[i].ID)
+				j := f.job(jobs[i].ID)
+				require.Equal(t, ci.JobCompleted, j.State)
+				require.Equal(t, 1, j.Attempt)
+			}
+			for _, a := range agents {
+				require.Zero(t, f.getAgent(a.ID).JobID)
+			}
+		}},
+	}
+}
+
+func fencingCases() []testCase {
+	return []testCase{
+		{"start job", func(t *testing.T, s store.Store) {
+			f := newFx(t, s)
+			_, jobs := f.queued(1, 1)
+			require.ErrorIs(t, s.StartJob(f.ctx, jobs[0].ID, 0, now()), ci.ErrConflict, "queued job")
+			a := f.agent("a", true)
+			j := f.claim(jobs[0].ID, a.ID)
+			at := now()
+			require.NoError(t, s.StartJob(f.ctx, j.ID, j.Attempt, at))
+			got := f.job(j.ID)
+			require.Equal(t, ci.JobRunning, got.State)
+			requireTime(t, at, got.Started)
+			require.NoError(t, s.StartJob(f.ctx, j.ID, j.Attempt, at.Add(time.Minute)), "again is a no-op")
+			requireTime(t, at, f.job(j.ID).Started)
+			require.ErrorIs(t, s.StartJob(f.ctx, j.ID, j.Attempt+1, at), ci.ErrStaleAttempt)
+			require.ErrorIs(t, s.StartJob(f.ctx, j.ID, -1, at), ci.ErrInvalid)
+		}},
+		{"update step", func(t *testing.T, s store.Store) {
+			f := newFx(t, s)
+			_, jobs := f.queued(1, 2)
+			a := f.agent("a", true)
+			j := f.claim(jobs[0].ID, a.ID)
+			start, end := now(), now().Add(time.Second)
+			code := 3
+			st := ci.Step{Index: 1, Status: ci.StepFailed, ExitCode: &code, Reason: "retcode",
+				Message: "exit 3", Started: &start, Finished: &end,
+				Tool: "ignored", Fields: map[string]any{"ignored": true}}
+			for range 2 { // idempotent
+				require.NoError(t, s.UpdateStep(f.ctx, j.ID, j.Attempt, st))
+			}
+			got := f.job(j.ID).Steps[1]
+			require.Equal(t, ci.StepFailed, got.Status)
+			require.Equal(t, &code, got.ExitCode)
+			require.Equal(t, "retcode", got.Reason)
+			require.Equal(t, "exit 3", got.Message)
+			requireTime(t, start, got.Started)
+			requireTime(t, end, got.Finished)
+			require.Equal(t, "shell", got.Tool, "only the outcome is updated")
+			require.Equal(t, jobs[0].Steps[1].Fields, got.Fields)
+
+			st.Index = 7
+			require.ErrorIs(t, s.UpdateStep(f.ctx, j.ID, j.Attempt, st), ci.ErrNotFound)
+			st.Index = 0
+			st.Status = "weird"
+			require.ErrorIs(t, s.UpdateStep(f.ctx, j.ID, j.Attempt, st), ci.ErrInvalid)
+			st.Status = ci.StepOK
+			require.ErrorIs(t, s.UpdateStep(f.ctx, j.ID, j.Attempt+1, st), ci.ErrStaleAttempt)
+			require.NoError(t, s.UpdateStep(f.ctx, j.ID, 0, st), "server side writes are not fenced")
+		}},
+		{"renew lease", func(t *testing.T, s store.Store) {
+			f := newFx(t, s)
+			_, jobs := f.queued(1, 1)
+			_, err := s.RenewLease(f.ctx, jobs[0].ID, 0, now())
+			require.ErrorIs(t, err, ci.ErrConflict, "a queued job has no lease")
+			a := f.agent("a", true)
+			j := f.claim(jobs[0].ID, a.ID)
+			until := now().Add(5 * time.Minute)
+			got, err := s.RenewLease(f.ctx, j.ID, j.Attempt, until)
+			require.NoError(t, err)
+			requireTime(t, until, got.LeaseUntil)
+			require.Nil(t, got.Steps)
+			requireTime(t, until, f.job(j.ID).LeaseUntil)
+
+			_, err = s.RenewLease(f.ctx, j.ID, j.Attempt+1, until)
+			require.ErrorIs(t, err, ci.ErrStaleAttempt)
+			f.complete(j.ID, ci.JobCancelled)
+			_, err = s.RenewLease(f.ctx, j.ID, j.Attempt, until)
+			require.ErrorIs(t, err, ci.ErrStaleAttempt, "a completed job tells the agent to stop")
+		}},
+		{"writes of a requeued attempt are stale", func(t *testing.T, s store.Store) {
+			f := newFx(t, s)
+			_, jobs := f.queued(1, 3)
+			a1, a2 := f.agent("a1", true), f.agent("a2", true)
+			old := f.claim(jobs[0].ID, a1.ID)
+			require.NoError(t, s.StartJob(f.ctx, old.ID, old.Attempt, now()))
+			start := now()
+			require.NoError(t, s.UpdateStep(f.ctx, old.ID, old.Attempt,
+				ci.Step{Index: 0, Status: ci.StepRunning, Started: &start}))
+			_, err := s.AppendLog(f.ctx, ci.LogChunk{JobID: old.ID, Step: 0, Seq: 0, Data: []byte("attempt 1")})
+			require.NoError(t, err)
+
+			changed, err := s.RequeueJob(f.ctx, old.ID, old.Attempt)
+			require.NoError(t, err)
+			require.True(t, changed)
+			q := f.job(old.ID)
+			require.Equal(t, ci.JobQueued, q.State)
+			require.Zero(t, q.AgentID)
+			require.Nil(t, q.Assigned)
+			require.Nil(t, q.Started)
+			require.Nil(t, q.LeaseUntil)
+			require.Equal(t, old.Attempt, q.Attempt)
+			for _, st := range q.Steps {
+				require.Equal(t, ci.StepPending, st.Status)
+				require.Nil(t, st.Started)
+			}
+			require.Zero(t, f.getAgent(a1.ID).JobID)
+			logs, err := s.ReadLogs(f.ctx, old.ID, -1, -1, -1, 0)
+			require.NoError(t, err)
+			require.Empty(t, logs, "the next attempt writes its own log")
+
+			// Until it is claimed again, the old attempt is over already.
+			require.ErrorIs(t, s.StartJob(f.ctx, old.ID, old.Attempt, now()), ci.ErrStaleAttempt)
+			changed, err = s.RequeueJob(f.ctx, old.ID, old.Attempt)
+			require.NoError(t, err)
+			require.False(t, changed, "requeue is idempotent")
+
+			cur := f.claim(old.ID, a2.ID)
+			require.Equal(t, old.Attempt+1, cur.Attempt)
+			stale := old.Attempt
+			require.ErrorIs(t, s.StartJob(f.ctx, cur.ID, stale, now()), ci.ErrStaleAttempt)
+			_, err = s.RenewLease(f.ctx, cur.ID, stale, now().Add(time.Hour))
+			require.ErrorIs(t, err, ci.ErrStaleAttempt)
+			require.ErrorIs(t, s.UpdateStep(f.ctx, cur.ID, stale, ci.Step{Index: 0, Status: ci.StepOK}),
+				ci.ErrStaleAttempt)
+			_, _, err = s.CompleteJob(f.ctx, cur.ID, stale, ci.JobOK, "", now())
+			require.ErrorIs(t, err, ci.ErrStaleAttempt)
+			_, err = s.RequeueJob(f.ctx, cur.ID, stale)
+			require.ErrorIs(t, err, ci.ErrStaleAttempt)
+
+			// None of the stale writes landed.
+			got := f.job(cur.ID)
+			require.Equal(t, ci.JobAssigned, got.State)
+			require.Equal(t, a2.ID, got.AgentID)
+			require.Equal(t, ci.StepPending, got.Steps[0].Status)
+
+			// The current attempt works.
+			require.NoError(t, s.StartJob(f.ctx, cur.ID, cur.Attempt, now()))
+			_, err = s.RenewLease(f.ctx, cur.ID, cur.Attempt, now().Add(time.Hour))
+			require.NoError(t, err)
+			require.NoError(t, s.UpdateStep(f.ctx, cur.ID, cur.Attempt, ci.Step{Index: 0, Status: ci.StepOK}))
+			done, changed, err := s.CompleteJob(f.ctx, cur.ID, cur.Attempt, ci.JobOK, "", now())
+			require.NoError(t, err)
+			require.True(t, changed)
+			require.Equal(t, ci.JobOK, done.Result)
+
+			// A completed job: its own attempt sees the completion, others are stale.
+			_, changed, err = s.CompleteJob(f.ctx, cur.ID, cur.Attempt, ci.JobOK, "", now())
+			require.NoError(t, err)
+			require.False(t, changed)
+			_, _, err = s.CompleteJob(f.ctx, cur.ID, stale, ci.JobOK, "", now())
+			require.ErrorIs(t, err, ci.ErrStaleAttempt)
+			require.ErrorIs(t, s.UpdateStep(f.ctx, cur.ID, cur.Attempt, ci.Step{Index: 0, Status: ci.StepOK}),
+				ci.ErrStaleAttempt)
+			_, err = s.RequeueJob(f.ctx, cur.ID, cur.Attempt)
+			require.ErrorIs(t, err, ci.ErrStaleAttempt)
+		}},
+		{"server side requeue", func(t *testing.T, s store.Store) {
+			f := newFx(t, s)
+			_, jobs := f.queued(1, 1)
+			changed, err := s.RequeueJob(f.ctx, jobs[0].ID, 0)
+			require.NoError(t, err)
+			require.False(t, changed, "a queued job is not requeued")
+			a := f.agent("a", true)
+			j := f.claim(jobs[0].ID, a.ID)
+			changed, err = s.RequeueJob(f.ctx, j.ID, 0)
+			require.NoError(t, err)
+			require.True(t, changed)
+			f.complete(j.ID, ci.JobError)
+			changed, err = s.RequeueJob(f.ctx, j.ID, 0)
+			require.NoError(t, err)
+			require.False(t, changed, "a completed job is not requeued")
+		}},
+	}
+}
+
+func jobIDs(jobs []ci.Job) []int64 {
+	out := []int64{}
+	for _, j := range jobs {
+		out = append(out, j.ID)
+	}
+	return out
+}
