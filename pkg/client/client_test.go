@@ -129,7 +129,7 @@ func TestRoutes(t *testing.T) {
 			return err
 		}, recorded{method: "GET", path: "/api/v1/jobs/5/logs", query: "follow=1&step=2"}},
 		{"list agents", 200, `[]`, func(ctx context.Context, c *client.Client) error { _, err := c.ListAgents(ctx, false); return err },
-			recorded{method: "GET", path: "/api/v1/agents"}},
+			recorded{method: "GET", path: "/api/v1/agents", query: "discovered=0"}},
 		{"list discovered agents", 200, `[]`, func(ctx context.Context, c *client.Client) error { _, err := c.ListAgents(ctx, true); return err },
 			recorded{method: "GET", path: "/api/v1/agents", query: "discovered=1"}},
 		{"get agent", 200, `{}`, func(ctx context.Context, c *client.Client) error { _, err := c.GetAgent(ctx, "host-1"); return err },

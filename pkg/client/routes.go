@@ -227,7 +227,7 @@ func (c *Client) Logs(ctx context.Context, jobID int64, step *int, follow bool) 
 // ListAgents lists authorized agents, or with discovered the agents waiting
 // for authorization.
 func (c *Client) ListAgents(ctx context.Context, discovered bool) ([]api.Agent, error) {
-	var q url.Values
+	q := url.Values{"discovered": {"0"}}
 	if discovered {
 		q = url.Values{"discovered": {"1"}}
 	}

@@ -18,8 +18,9 @@
 //     with Cancelled or TimedOut set. Nothing the command started survives Run.
 //   - Output (stdout and stderr merged, in order) is written to Command.Output
 //     as it is produced; Run never buffers a whole command's output.
-//   - An Env is used by one goroutine at a time, except Close, which may be
-//     called concurrently with Run to abort it.
+//   - Run may be called from several goroutines at once: a background step
+//     (shell `background: true`) keeps running while later steps run. Close
+//     may be called concurrently with Run to abort every running command.
 package executor
 
 import (

@@ -35,7 +35,7 @@ func TestInterpolate(t *testing.T) {
 		want string
 		err  string
 	}{
-		{name: "no expression", in: "plain #{ text", want: "plain #{ text"},
+		{name: "hash and brace apart", in: "a # {b} #", want: "a # {b} #"},
 		{name: "unchanged without #{", in: "echo ${HOME} #x {y}", want: "echo ${HOME} #x {y}"},
 		{name: "args", in: "n=#{args.count}", want: "n=10"},
 		{name: "args by index", in: "#{args['race']}", want: "yes"},

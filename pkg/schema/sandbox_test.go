@@ -79,17 +79,17 @@ func TestSandboxLimits(t *testing.T) {
 		{
 			name: "result larger than the limit",
 			code: "def stage(ctx):\n    s = \"x\" * (1 << 20)\n    return {\"configs\": [{\"k\": s} for i in range(20)]}\n",
-			msg:  "stage result is larger than 10 MiB of JSON",
+			msg:  "stage result is larger than 10 MiB",
 		},
 		{
 			name: "exponentially shared result",
 			code: "def stage(ctx):\n    x = [\"abc\"]\n    for i in range(40):\n        x = [x, x]\n    return {\"configs\": x}\n",
-			msg:  "stage result is larger than 10 MiB of JSON",
+			msg:  "stage result is larger than 10 MiB",
 		},
 		{
 			name: "exponentially shared but shallow result",
 			code: "def stage(ctx):\n    a = [\"abcdefgh\"] * 1000\n    b = [a] * 1000\n    c = [b] * 1000\n    return {\"configs\": c}\n",
-			msg:  "stage result is larger than 10 MiB of JSON",
+			msg:  "stage result is larger than 10 MiB",
 		},
 	}
 	for _, tt := range tests {

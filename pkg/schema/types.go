@@ -60,7 +60,8 @@ const (
 const (
 	// MaxCodeBytes is the largest stage source Eval accepts.
 	MaxCodeBytes = 1 << 20
-	// MaxResultBytes bounds the JSON size of the dict returned by stage(ctx).
+	// MaxResultBytes bounds the size of the dict returned by stage(ctx), as
+	// an estimate of the memory its Go form takes (a bit more than its JSON).
 	MaxResultBytes = 10 << 20
 )
 

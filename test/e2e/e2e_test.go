@@ -249,7 +249,7 @@ fi
     }
 `))
 	c.startAgent("live1", "--registration-key", "e2e-key")
-	waitFor(t, 20*time.Second, "agent to be discovered", func() bool { return findAgent(c.agents(false), "live1") != nil })
+	waitFor(t, 20*time.Second, "agent to be discovered", func() bool { return findAgent(c.agents(true), "live1") != nil })
 	c.ok("agent", "authorize", "live1")
 
 	var f flowJSON
