@@ -468,5 +468,3 @@ func (s *Server) agentComplete(w http.ResponseWriter, r *http.Request) error {
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
-
-

@@ -300,4 +300,3 @@ func notFoundf(format string, args ...any) error {
 func conflictf(format string, args ...any) error {
 	return api.Errorf(http.StatusConflict, api.CodeConflict, format, args...)
 }
-
