@@ -74,11 +74,11 @@ func parseInterval(s string) (time.Duration, error) {
 		}
 		rest = rest[u:]
 		if num*float64(unit) > float64(2*maxInterval) {
-			return 0, fmt.Errorf("too long")
+			return 0, fmt.Errorf("longer than a year")
 		}
 		total += time.Duration(num * float64(unit))
 		if total > maxInterval {
-			return 0, fmt.Errorf("too long")
+			return 0, fmt.Errorf("longer than a year")
 		}
 	}
 	return total, nil
@@ -108,7 +108,7 @@ func parseClock(s string) (time.Duration, error) {
 
 func seconds(f float64) (time.Duration, error) {
 	if f > float64(2*maxInterval/time.Second) {
-		return 0, fmt.Errorf("too long")
+		return 0, fmt.Errorf("longer than a year")
 	}
 	return time.Duration(f * float64(time.Second)), nil
 }

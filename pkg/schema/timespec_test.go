@@ -36,7 +36,7 @@ func TestParseInterval(t *testing.T) {
 		{in: "1:2:3:4", err: "too many colons"},
 		{in: "a:b", err: "bad clock field"},
 		{in: "400d", err: "longer than a year"},
-		{in: "99999999999999999999h", err: "too long"},
+		{in: "99999999999999999999h", err: "longer than a year"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {

@@ -1,4 +1,4 @@
-package main
+package agentcmd
 
 import (
 	"bytes"
@@ -47,7 +47,7 @@ func TestExitCodes(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			code := run(cancelled, tc.args, &stdout, &stderr, env(tc.env))
+			code := Main(cancelled, tc.args, &stdout, &stderr, env(tc.env))
 			assert.Equal(t, tc.code, code, "stderr: %s", stderr.String())
 			assert.Contains(t, stdout.String(), tc.stdout)
 			assert.Contains(t, stderr.String(), tc.stderr)
@@ -69,7 +69,7 @@ func TestDataDirInUse(t *testing.T) {
 	require.NoError(t, err)
 
 	var stdout, stderr bytes.Buffer
-	code := run(t.Context(), []string{"run", "-s", "127.0.0.1:1", "-d", dir}, &stdout, &stderr, env(nil))
+	code := Main(t.Context(), []string{"run", "-s", "127.0.0.1:1", "-d", dir}, &stdout, &stderr, env(nil))
 	assert.Equal(t, 1, code)
 	assert.Contains(t, stderr.String(), "is in use by another kkagent (pid "+strconv.Itoa(4242)+")")
 }
