@@ -11,6 +11,7 @@ package engine
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -266,6 +267,9 @@ func (e *Engine) failUnrunnable(ctx context.Context, jobs []*ci.Job) error {
 	for _, j := range jobs {
 		if _, seen := missing[j.Group]; !seen {
 			_, err := e.cfg.Store.GetGroupByName(ctx, j.Group)
+			if err != nil && !errors.Is(err, ci.ErrNotFound) {
+				return fmt.Errorf("look up agents group %q: %w", j.Group, err)
+			}
 			missing[j.Group] = err != nil
 		}
 		if missing[j.Group] {
@@ -281,16 +285,17 @@ func (e *Engine) failUnrunnable(ctx context.Context, jobs []*ci.Job) error {
 // jobsFor evaluates the stage for run r and builds its jobs. On an evaluation
 // error it returns no jobs and the error (the run then completes with a note).
 func (e *Engine) jobsFor(ctx context.Context, f ci.Flow, s ci.Stage, r ci.Run) ([]*ci.Job, string, error) {
+	// The label defaults to the run's seq, also when the stage fails to evaluate.
+	label := strconv.FormatInt(r.Seq, 10)
 	c, err := e.context(ctx, f, s, r)
 	if err != nil {
-		return nil, "", err
+		return nil, label, err
 	}
 	st, err := schema.Eval(ctx, s.Name+".py", []byte(s.Code), c, e.cfg.Limits)
 	if err != nil {
-		return nil, "", err
+		return nil, label, err
 	}
 	vars := c.Vars()
-	label := strconv.FormatInt(r.Seq, 10)
 	if st.RunLabel != "" {
 		if l, err := schema.Interpolate(st.RunLabel, vars); err == nil {
 			label = l
@@ -399,14 +404,29 @@ func (e *Engine) JobCompleted(ctx context.Context, j ci.Job) {
 // CompleteJob completes a job (fenced by attempt when > 0) and advances its run.
 func (e *Engine) CompleteJob(ctx context.Context, jobID int64, attempt int, result ci.JobResult, msg string) (ci.Job, error) {
 	j, changed, err := e.cfg.Store.CompleteJob(ctx, jobID, attempt, result, msg, e.now())
+	if errors.Is(err, ci.ErrNotFound) {
+		// The job was deleted (with its project or branch): nothing to cancel.
+		e.forgetCancel(jobID)
+	}
 	if err != nil {
 		return j, err
 	}
 	if changed {
 		e.cfg.Logger.Info("job completed", "job_id", j.ID, "attempt", attempt, "result", result)
 		e.JobCompleted(ctx, j)
+	} else {
+		// Completed before (by the agent through another path or another
+		// replica): a cancel request of it is moot. Without this the watchdog
+		// would retry the cancel forever.
+		e.forgetCancel(jobID)
 	}
 	return j, nil
+}
+
+func (e *Engine) forgetCancel(jobID int64) {
+	e.mu.Lock()
+	delete(e.cancels, jobID)
+	e.mu.Unlock()
 }
 
 // CancelRequested reports whether a cancel of the job is pending, and since when.
@@ -516,6 +536,11 @@ func (e *Engine) flowAndStage(ctx context.Context, r ci.Run) (ci.Flow, ci.Stage,
 
 // RerunRun re-evaluates the run's stage and queues fresh jobs; the old jobs are
 // covered (and cancelled when still running).
+//
+// The order matters: the stage is evaluated first, so a stage that no longer
+// evaluates leaves the run alone; the old jobs are covered (with the new jobs
+// inserted) before the unfinished ones are cancelled, so their cancellation
+// neither counts as a job error nor completes the run and the flow on the way.
 func (e *Engine) RerunRun(ctx context.Context, runID int64) (ci.Run, error) {
 	r, err := e.cfg.Store.GetRun(ctx, runID)
 	if err != nil {
@@ -528,17 +553,6 @@ func (e *Engine) RerunRun(ctx context.Context, runID int64) (ci.Run, error) {
 	if err != nil {
 		return r, err
 	}
-	old, err := e.cfg.Store.ListJobs(ctx, runID)
-	if err != nil {
-		return r, err
-	}
-	for _, j := range old {
-		if j.State != ci.JobCompleted {
-			if _, err := e.CancelJob(ctx, j.ID); err != nil {
-				return r, err
-			}
-		}
-	}
 	jobs, _, evalErr := e.jobsFor(ctx, f, s, r)
 	if evalErr != nil {
 		return r, fmt.Errorf("%w: %v", ci.ErrInvalid, evalErr)
@@ -546,6 +560,17 @@ func (e *Engine) RerunRun(ctx context.Context, runID int64) (ci.Run, error) {
 	r, err = e.cfg.Store.RerunRun(ctx, runID, jobs)
 	if err != nil {
 		return r, fmt.Errorf("rerun run %d: %w", runID, err)
+	}
+	all, err := e.cfg.Store.ListJobs(ctx, runID)
+	if err != nil {
+		return r, err
+	}
+	for _, j := range all {
+		if j.Covered && j.State != ci.JobCompleted {
+			if _, err := e.CancelJob(ctx, j.ID); err != nil {
+				return r, err
+			}
+		}
 	}
 	if err := e.failUnrunnable(ctx, jobs); err != nil {
 		return r, err
@@ -571,5 +596,10 @@ func (e *Engine) RerunJob(ctx context.Context, jobID int64) (ci.Job, error) {
 		return nj, err
 	}
 	e.cfg.Dispatcher.Kick()
+	// The fresh job may be completed already (its group is gone): the reopened
+	// run must then complete again, or it would stay in progress forever.
+	if _, err := e.afterJobs(ctx, nj.RunID); err != nil {
+		return nj, err
+	}
 	return e.cfg.Store.GetJob(ctx, nj.ID)
 }

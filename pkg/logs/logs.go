@@ -46,13 +46,23 @@ func (s *Service) Append(ctx context.Context, c ci.LogChunk) error {
 
 // StreamOpts selects what Stream writes.
 type StreamOpts struct {
-	Step   int  // -1 for every step (with a header line before each step)
+	Step   int  // -1 for every step (with a header line before each step's output)
 	Follow bool // keep streaming until the job is completed
 }
+
+// pageSize is how many chunks one read returns at most.
+const pageSize = 256
 
 // Stream writes the job's log to w. With Follow it returns when the job is
 // completed and every chunk has been written, or when ctx is done. When w is
 // an http.Flusher it is flushed after every batch.
+//
+// Each step has its own read position, because steps do not write in turn: a
+// background step keeps appending to its log while later steps run. Whenever
+// output comes from another step than the previous output, a header line names
+// the step again. When the job starts over on a new attempt (it was requeued
+// and its log discarded), a followed stream says so and shows the new
+// attempt's log from its beginning.
 func (s *Service) Stream(ctx context.Context, w io.Writer, jobID int64, opts StreamOpts) error {
 	var wake <-chan struct{}
 	if opts.Follow {
@@ -64,50 +74,92 @@ func (s *Service) Stream(ctx context.Context, w io.Writer, jobID int64, opts Str
 	if fallback <= 0 {
 		fallback = 5 * time.Second
 	}
+	timer := time.NewTimer(fallback)
+	defer timer.Stop()
 	flusher, _ := w.(http.Flusher)
-	afterStep, afterSeq := -1, int64(-1)
+	after := map[int]int64{} // step → seq of the last chunk written
 	headerStep := -1
-	var job ci.Job
+	attempt := -1
+	wrote := false
 	for {
 		// Read the job state before the chunks: if it is completed now, every
-		// chunk was stored before, so the read below gets them all.
-		var err error
-		job, err = s.Store.GetJob(ctx, jobID)
+		// chunk was stored before, so the reads below get them all.
+		job, err := s.Store.GetJob(ctx, jobID)
 		if err != nil {
 			return fmt.Errorf("get job %d: %w", jobID, err)
 		}
-		for {
-			chunks, err := s.Store.ReadLogs(ctx, jobID, opts.Step, afterStep, afterSeq, 256)
-			if err != nil {
-				return fmt.Errorf("read logs of job %d: %w", jobID, err)
-			}
-			for _, c := range chunks {
-				if opts.Step < 0 && c.Step != headerStep {
-					if _, err := io.WriteString(w, stepHeader(job, c.Step)); err != nil {
-						return err
-					}
-					headerStep = c.Step
-				}
-				if _, err := w.Write(c.Data); err != nil {
+		if job.Attempt != attempt {
+			if wrote {
+				if _, err := fmt.Fprintf(w, "==> job restarted: attempt %d\n", job.Attempt); err != nil {
 					return err
 				}
-				afterStep, afterSeq = c.Step, c.Seq
+				clear(after)
+				headerStep = -1
 			}
-			if flusher != nil && len(chunks) > 0 {
-				flusher.Flush()
+			attempt = job.Attempt
+		}
+		written := 0
+		for _, st := range job.Steps {
+			if opts.Step >= 0 && st.Index != opts.Step {
+				continue
 			}
-			if len(chunks) < 256 {
-				break
+			n, err := s.copyStep(ctx, w, job, st.Index, after, &headerStep, opts.Step < 0)
+			if err != nil {
+				return err
 			}
+			written += n
+		}
+		wrote = wrote || written > 0
+		if flusher != nil && written > 0 {
+			flusher.Flush()
 		}
 		if !opts.Follow || job.State == ci.JobCompleted {
 			return nil
 		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(fallback)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-wake:
-		case <-time.After(fallback):
+		case <-timer.C:
+		}
+	}
+}
+
+// copyStep writes the step's chunks after after[step] and advances it; with
+// headers it writes a header first when the previous output was another step's.
+func (s *Service) copyStep(ctx context.Context, w io.Writer, job ci.Job, step int, after map[int]int64, headerStep *int, headers bool) (int, error) {
+	n := 0
+	for {
+		pos, ok := after[step]
+		if !ok {
+			pos = -1
+		}
+		chunks, err := s.Store.ReadLogs(ctx, job.ID, step, step, pos, pageSize)
+		if err != nil {
+			return n, fmt.Errorf("read logs of job %d: %w", job.ID, err)
+		}
+		for _, c := range chunks {
+			if headers && c.Step != *headerStep {
+				if _, err := io.WriteString(w, stepHeader(job, c.Step)); err != nil {
+					return n, err
+				}
+				*headerStep = c.Step
+			}
+			if _, err := w.Write(c.Data); err != nil {
+				return n, err
+			}
+			after[step] = c.Seq
+			n++
+		}
+		if len(chunks) < pageSize {
+			return n, nil
 		}
 	}
 }

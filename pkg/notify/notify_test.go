@@ -1,6 +1,8 @@
 package notify
 
 import (
+	"fmt"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -29,4 +31,78 @@ func TestHub(t *testing.T) {
 	unB()
 	require.Equal(t, 0, h.Subscribers("k"))
 	h.Publish("k") // no subscribers: no panic, no block
+}
+
+func TestHubCases(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		run  func(t *testing.T, h *Hub)
+	}{
+		{name: "publish before subscribe is not delivered", run: func(t *testing.T, h *Hub) {
+			h.Publish("k")
+			ch, un := h.Subscribe("k")
+			defer un()
+			select {
+			case <-ch:
+				t.Fatal("a subscriber must not see earlier publishes")
+			default:
+			}
+		}},
+		{name: "unsubscribe twice is harmless", run: func(t *testing.T, h *Hub) {
+			_, un := h.Subscribe("k")
+			other, unOther := h.Subscribe("k")
+			defer unOther()
+			un()
+			un()
+			require.Equal(t, 1, h.Subscribers("k"))
+			h.Publish("k")
+			<-other
+		}},
+		{name: "stale unsubscribe does not drop a later subscription", run: func(t *testing.T, h *Hub) {
+			_, un := h.Subscribe("k")
+			un()
+			later, unLater := h.Subscribe("k")
+			defer unLater()
+			un()
+			require.Equal(t, 1, h.Subscribers("k"))
+			h.Publish("k")
+			<-later
+		}},
+		{name: "an unsubscribed channel is not signalled", run: func(t *testing.T, h *Hub) {
+			ch, un := h.Subscribe("k")
+			un()
+			h.Publish("k")
+			select {
+			case <-ch:
+				t.Fatal("signal after unsubscribe")
+			default:
+			}
+		}},
+		{name: "concurrent publishers and subscribers", run: func(t *testing.T, h *Hub) {
+			var wg sync.WaitGroup
+			for i := range 8 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					key := fmt.Sprintf("k%d", i%2)
+					for range 200 {
+						ch, un := h.Subscribe(key)
+						h.Publish(key)
+						<-ch // its own publish always reaches it
+						un()
+					}
+				}()
+			}
+			wg.Wait()
+			require.Zero(t, h.Subscribers("k0"))
+			require.Zero(t, h.Subscribers("k1"))
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.run(t, New())
+		})
+	}
 }

@@ -38,14 +38,22 @@ type Config struct {
 type Dispatcher struct {
 	cfg     Config
 	mu      sync.Mutex
-	waiters map[int64]*waiter // by agent id
-	kick    chan struct{}
-	done    chan struct{}
+	waiters map[int64]*waiter // by agent id; a waiter being claimed for is not here
+	// claiming is the waiter the dispatcher is claiming a job for (nil when
+	// none); there is one matching goroutine, so there is at most one.
+	claiming *waiter
+	kick     chan struct{}
+	done     chan struct{}
 }
 
+// waiter is one Wait call. Its channel receives exactly one job or is closed,
+// never both, and the dispatcher never blocks on it.
 type waiter struct {
 	agent ci.Agent
-	got   chan ci.Job // buffered(1): the dispatcher never blocks on it
+	got   chan ci.Job // buffered(1)
+	// Set under Dispatcher.mu while the waiter is being claimed for:
+	abandoned  bool // its Wait's ctx ended; the Wait blocks until the claim resolves
+	superseded bool // a newer Wait of the agent, or a Refresh that took its work away
 }
 
 // New returns a dispatcher; call Start to run it.
@@ -79,7 +87,14 @@ func (d *Dispatcher) Start(ctx context.Context) {
 }
 
 // Wait blocks until a job is claimed for the agent or ctx is done. The job is
-// returned with its steps. ok is false when ctx ended first.
+// returned with its steps. ok is false when ctx ended first, when a newer Wait
+// of the same agent replaced this one, or when Refresh took the agent's work
+// away.
+//
+// A job claimed for the agent is never lost: when ctx ends while the
+// dispatcher is claiming a job for this Wait, Wait waits for the claim (one
+// store call) and returns the job if the claim succeeded. When Wait returns
+// ok=false, no job was claimed for it.
 func (d *Dispatcher) Wait(ctx context.Context, agent ci.Agent) (job ci.Job, ok bool) {
 	w := &waiter{agent: agent, got: make(chan ci.Job, 1)}
 	d.mu.Lock()
@@ -88,6 +103,10 @@ func (d *Dispatcher) Wait(ctx context.Context, agent ci.Agent) (job ci.Job, ok b
 		// request returns empty (the agent abandoned it).
 		close(old.got)
 	}
+	if c := d.claiming; c != nil && c.agent.ID == agent.ID {
+		// The job being claimed for the old request goes to this one.
+		c.superseded = true
+	}
 	d.waiters[agent.ID] = w
 	d.mu.Unlock()
 	d.Kick()
@@ -95,19 +114,27 @@ func (d *Dispatcher) Wait(ctx context.Context, agent ci.Agent) (job ci.Job, ok b
 	case j, open := <-w.got:
 		return j, open
 	case <-ctx.Done():
-		d.mu.Lock()
-		if d.waiters[agent.ID] == w {
-			delete(d.waiters, agent.ID)
-		}
+	}
+	d.mu.Lock()
+	if d.claiming == w {
+		// A claim for us is in flight: its job must not be dropped. The
+		// dispatcher sends it or closes the channel as soon as the claim ends.
+		w.abandoned = true
 		d.mu.Unlock()
-		// The dispatcher may have claimed a job for us just now; it is in the
-		// buffered channel and must not be dropped.
-		select {
-		case j, open := <-w.got:
-			return j, open
-		default:
-			return ci.Job{}, false
-		}
+		j, open := <-w.got
+		return j, open
+	}
+	if d.waiters[agent.ID] == w {
+		delete(d.waiters, agent.ID)
+	}
+	d.mu.Unlock()
+	// Sends and closes happen under d.mu, so the channel now holds whatever
+	// it will ever get.
+	select {
+	case j, open := <-w.got:
+		return j, open
+	default:
+		return ci.Job{}, false
 	}
 }
 
@@ -120,15 +147,25 @@ func (d *Dispatcher) Kick() {
 }
 
 // Refresh updates the cached agent of a waiting agent (groups, disabled) and
-// drops the waiter when the agent may no longer get work.
+// ends its wait when the agent may no longer get work.
 func (d *Dispatcher) Refresh(agent ci.Agent) {
+	eligible := agent.Authorized && !agent.Disabled
 	d.mu.Lock()
 	if w := d.waiters[agent.ID]; w != nil {
-		if !agent.Authorized || agent.Disabled {
+		if !eligible {
 			delete(d.waiters, agent.ID)
 			close(w.got)
 		} else {
 			w.agent = agent
+		}
+	}
+	if c := d.claiming; c != nil && c.agent.ID == agent.ID {
+		if !eligible {
+			// The claim fails (the store checks) or wins the race; either way
+			// the waiter is not put back.
+			c.superseded = true
+		} else {
+			c.agent = agent
 		}
 	}
 	d.mu.Unlock()
@@ -153,35 +190,40 @@ func (d *Dispatcher) match(ctx context.Context) {
 	if err != nil {
 		if ctx.Err() == nil {
 			d.cfg.Logger.Error("list queued jobs", "err", err)
+			d.retryLater()
 		}
 		return
 	}
 	for _, j := range jobs {
 		d.mu.Lock()
 		w := d.pick(j)
+		var agentID int64
+		var agentName string
 		if w != nil {
-			// Take the waiter out before the claim so a concurrent Wait timeout
-			// sees it gone; on failure it is put back.
+			// Take the waiter out during the claim; Wait, Refresh and a newer
+			// Wait see it as d.claiming and leave the outcome to resolve.
 			delete(d.waiters, w.agent.ID)
+			d.claiming = w
+			agentID, agentName = w.agent.ID, w.agent.Name
 		}
 		d.mu.Unlock()
 		if w == nil {
 			continue
 		}
-		claimed, err := d.cfg.Store.ClaimJob(ctx, j.ID, w.agent.ID, d.cfg.Lease)
-		if err != nil {
-			d.mu.Lock()
-			if _, taken := d.waiters[w.agent.ID]; !taken {
-				d.waiters[w.agent.ID] = w
-			}
-			d.mu.Unlock()
+		claimed, err := d.cfg.Store.ClaimJob(ctx, j.ID, agentID, d.cfg.Lease)
+		if err == nil {
+			d.deliver(w, claimed)
+			d.cfg.Logger.Info("job assigned", "job_id", claimed.ID, "attempt", claimed.Attempt, "agent_id", agentID, "agent", agentName)
+		} else {
+			// The job is gone (cancelled, claimed elsewhere) or the agent
+			// cannot take work; only the first keeps the waiter.
+			keep := errors.Is(err, ci.ErrConflict) && d.agentCanWork(ctx, agentID)
+			d.release(w, keep)
 			if !errors.Is(err, ci.ErrConflict) && ctx.Err() == nil {
-				d.cfg.Logger.Error("claim job", "job_id", j.ID, "agent_id", w.agent.ID, "err", err)
+				d.cfg.Logger.Error("claim job", "job_id", j.ID, "agent_id", agentID, "err", err)
+				d.retryLater()
 			}
-			continue
 		}
-		d.cfg.Logger.Info("job assigned", "job_id", claimed.ID, "attempt", claimed.Attempt, "agent_id", w.agent.ID, "agent", w.agent.Name)
-		w.got <- claimed
 		d.mu.Lock()
 		n = len(d.waiters)
 		d.mu.Unlock()
@@ -189,6 +231,54 @@ func (d *Dispatcher) match(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// deliver hands a claimed job to w, or to the newer Wait of the same agent
+// that superseded w meanwhile (w then returns empty).
+func (d *Dispatcher) deliver(w *waiter, j ci.Job) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.claiming = nil
+	if w.superseded {
+		if cur := d.waiters[w.agent.ID]; cur != nil {
+			delete(d.waiters, w.agent.ID)
+			cur.got <- j
+			close(w.got)
+			return
+		}
+	}
+	w.got <- j
+}
+
+// release ends a claim that failed: w waits on when keep is true and nobody
+// superseded or abandoned it; otherwise its Wait returns empty.
+func (d *Dispatcher) release(w *waiter, keep bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.claiming = nil
+	if keep && !w.superseded && !w.abandoned && d.waiters[w.agent.ID] == nil {
+		d.waiters[w.agent.ID] = w
+		return
+	}
+	close(w.got)
+}
+
+// agentCanWork reads the agent after a conflicting claim: an agent that the
+// store says is busy, disabled, unauthorized or gone must not keep waiting
+// (it would be picked, and fail, for every queued job). Its Wait returns and
+// the agent's next request sorts out its state.
+func (d *Dispatcher) agentCanWork(ctx context.Context, agentID int64) bool {
+	a, err := d.cfg.Store.GetAgent(ctx, agentID)
+	if err != nil {
+		return !errors.Is(err, ci.ErrNotFound) && ctx.Err() == nil
+	}
+	return a.Authorized && !a.Disabled && a.JobID == 0
+}
+
+// retryLater schedules a matching pass after a store error, so waiting agents
+// are not stranded until the next event.
+func (d *Dispatcher) retryLater() {
+	time.AfterFunc(time.Second, d.Kick)
 }
 
 // pick chooses a waiting agent for job j (d.mu held): the one that has waited

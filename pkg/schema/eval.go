@@ -18,7 +18,12 @@ import (
 // code is evaluated a second time with their defaults added to ctx.args, as
 // Kraken evaluates with default arguments; code must therefore tolerate
 // missing args on the first pass (ctx.args.x reads as None).
-func Eval(ctx context.Context, filename string, code []byte, c Context, lim Limits) (st *Stage, err error) {
+func Eval(ctx context.Context, filename string, code []byte, c Context, lim Limits) (*Stage, error) {
+	return eval(ctx, filename, code, c, lim)
+}
+
+// eval is Eval, with panics turned into a problem.
+func eval(ctx context.Context, filename string, code []byte, c Context, lim Limits) (st *Stage, err error) {
 	if filename == "" {
 		filename = "<stage>"
 	}
@@ -62,7 +67,7 @@ func (e *evaluation) exec(ctx context.Context, code []byte, c Context, lim Limit
 	if ps := e.loadProblems(f); len(ps) > 0 {
 		return nil, ps
 	}
-	rewritePercent(f)
+	rewriteFile(f)
 	e.f = f
 	predeclared := sandboxBuiltins()
 	prog, err := starlark.FileProgram(f, predeclared.Has)

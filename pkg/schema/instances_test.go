@@ -43,9 +43,9 @@ func TestInstances(t *testing.T) {
 			},
 		},
 		{
-			name: "environment without systems yields nothing",
+			name:  "environment without systems yields nothing",
 			stage: Stage{Jobs: []Job{{Name: "a", Environments: []Environment{{AgentsGroup: "all"}}}}},
-			want: nil,
+			want:  nil,
 		},
 	}
 	for _, tt := range tests {

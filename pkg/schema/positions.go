@@ -1,6 +1,9 @@
 package schema
 
 import (
+	"strconv"
+	"strings"
+
 	"go.starlark.net/syntax"
 )
 
@@ -275,4 +278,65 @@ func toSegs(p path) []seg {
 		out = append(out, seg{name: e.key, idx: -1})
 	}
 	return out
+}
+
+// Locate returns the 1-based source position of the value at key, a path
+// such as jobs[0].environments[1].agents_group, in stage code, found the way
+// Eval places its validation problems. Callers that check a Stage further
+// (the parent exists, the agents group exists) use it to position their own
+// Problems. It returns 0, 0 when the code does not parse.
+func Locate(code []byte, key string) (line, col int) {
+	f, err := fileOptions().Parse("", code, 0)
+	if err != nil {
+		return 0, 0
+	}
+	pos := newLocator(f).locate(parsePath(key))
+	return int(pos.Line), int(pos.Col)
+}
+
+// parsePath parses what path.String writes: keys separated by dots, [n]
+// indexes and ["quoted"] keys.
+func parsePath(s string) path {
+	var p path
+	for s != "" {
+		switch {
+		case s[0] == '.':
+			s = s[1:]
+		case strings.HasPrefix(s, `["`):
+			end := strings.Index(s, `"]`)
+			for end > 0 && s[end-1] == '\\' {
+				next := strings.Index(s[end+1:], `"]`)
+				if next < 0 {
+					end = -1
+					break
+				}
+				end += next + 1
+			}
+			if end < 0 {
+				return append(p, pathElem{key: s})
+			}
+			k, err := strconv.Unquote(s[1 : end+1])
+			if err != nil {
+				k = s[2:end]
+			}
+			p = p.key(k)
+			s = s[end+2:]
+		case s[0] == '[':
+			end := strings.IndexByte(s, ']')
+			n, err := strconv.Atoi(s[1:max(end, 1)])
+			if end < 0 || err != nil {
+				return append(p, pathElem{key: s})
+			}
+			p = p.index(n)
+			s = s[end+1:]
+		default:
+			end := strings.IndexAny(s, ".[")
+			if end < 0 {
+				end = len(s)
+			}
+			p = p.key(s[:end])
+			s = s[end:]
+		}
+	}
+	return p
 }

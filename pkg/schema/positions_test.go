@@ -152,3 +152,52 @@ def stage(ctx):
 		})
 	}
 }
+
+func TestLocate(t *testing.T) {
+	t.Parallel()
+	code := []byte(`def stage(ctx):
+    return {
+        "parent": "Build",
+        "jobs": [{
+            "name": "a",
+            "steps": [],
+            "environments": [
+                {"agents_group": "all", "system": "any"},
+                {"agents_group": "gpu", "system": "any"},
+            ],
+        }],
+        "configs": [{"a b": "c"}],
+    }
+`)
+	tests := []struct {
+		key       string
+		line, col int
+	}{
+		{key: "parent", line: 3, col: 9},
+		{key: "jobs[0].environments[1].agents_group", line: 9, col: 18},
+		{key: "jobs[0].environments[1]", line: 9, col: 17},
+		{key: `configs[0]["a b"]`, line: 12, col: 22},
+		{key: "nothing.here", line: 2, col: 5},
+		{key: "jobs[x", line: 4, col: 9},
+	}
+	for _, tt := range tests {
+		t.Run(tt.key, func(t *testing.T) {
+			t.Parallel()
+			line, col := Locate(code, tt.key)
+			assert.Equal(t, [2]int{tt.line, tt.col}, [2]int{line, col})
+		})
+	}
+	line, col := Locate([]byte("def ("), "parent")
+	assert.Zero(t, line+col)
+}
+
+func TestPathRoundTrip(t *testing.T) {
+	t.Parallel()
+	for _, p := range []path{
+		path(nil).key("jobs").index(0).key("steps").index(12).key("ssh-key"),
+		path(nil).key("configs").index(0).key(`we"ird]key`).key("x"),
+		path(nil).key("a b").index(3),
+	} {
+		assert.Equal(t, p, parsePath(p.String()), p.String())
+	}
+}

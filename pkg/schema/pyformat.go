@@ -12,7 +12,7 @@ import (
 )
 
 // percentFunc is the predeclared built-in that every `x % y` of stage code is
-// rewritten to call (see rewritePercent): Starlark's own string % lacks
+// rewritten to call (see rewriteFile): Starlark's own string % lacks
 // Python's flags, width and precision ("%-10s", "%03d", "%.2f").
 const percentFunc = "__kk_percent__"
 
@@ -193,6 +193,9 @@ func (sp spec) format(arg starlark.Value) (string, error) {
 		if str, ok := arg.(starlark.String); ok && sp.verb == 's' {
 			s = string(str)
 		} else {
+			if reprSize(arg) > maxStringBytes {
+				return "", fmt.Errorf("%%%c: value too large to convert to a string (over %d bytes)", sp.verb, maxStringBytes)
+			}
 			s = arg.String()
 		}
 		if sp.precision >= 0 && utf8.RuneCountInString(s) > sp.precision {

@@ -2,11 +2,14 @@ package schema
 
 import "go.starlark.net/syntax"
 
-// rewritePercent replaces every `x % y` of a parsed file by
-// `__kk_percent__(x, y)` (and `name %= y` by `name = __kk_percent__(name, y)`)
-// so that string formatting follows Python. It runs before resolution; the
-// call keeps the operator's position for error messages.
-func rewritePercent(f *syntax.File) {
+// rewriteFile replaces, in a parsed file, every `x % y` by
+// `__kk_percent__(x, y)` so that string formatting follows Python, every
+// `x * y` by `__kk_mul__(x, y)` and every `x.replace(...)` (and the other
+// guardedMethods) by `__kk_method__(x, "replace", ...)` so that their output
+// size is checked first (see guards.go). `name %= y` and `name *= y` become
+// plain assignments of the same calls. It runs before resolution; the calls
+// keep the operator's position for error messages.
+func rewriteFile(f *syntax.File) {
 	rewriteStmts(f.Stmts)
 }
 
@@ -21,9 +24,17 @@ func rewriteStmt(st syntax.Stmt) {
 	case *syntax.AssignStmt:
 		st.LHS = rewriteExpr(st.LHS)
 		st.RHS = rewriteExpr(st.RHS)
-		if id, ok := st.LHS.(*syntax.Ident); ok && st.Op == syntax.PERCENT_EQ {
+		id, ok := st.LHS.(*syntax.Ident)
+		if !ok {
+			return
+		}
+		switch st.Op {
+		case syntax.PERCENT_EQ:
 			st.Op = syntax.EQ
-			st.RHS = percentCall(st.OpPos, &syntax.Ident{NamePos: id.NamePos, Name: id.Name}, st.RHS)
+			st.RHS = binaryCall(percentFunc, st.OpPos, &syntax.Ident{NamePos: id.NamePos, Name: id.Name}, st.RHS)
+		case syntax.STAR_EQ:
+			st.Op = syntax.EQ
+			st.RHS = binaryCall(mulFunc, st.OpPos, &syntax.Ident{NamePos: id.NamePos, Name: id.Name}, st.RHS)
 		}
 	case *syntax.DefStmt:
 		rewriteList(st.Params)
@@ -60,14 +71,23 @@ func rewriteExpr(e syntax.Expr) syntax.Expr {
 	case *syntax.BinaryExpr:
 		e.X = rewriteExpr(e.X)
 		e.Y = rewriteExpr(e.Y)
-		if e.Op == syntax.PERCENT {
-			return percentCall(e.OpPos, e.X, e.Y)
+		switch e.Op {
+		case syntax.PERCENT:
+			return binaryCall(percentFunc, e.OpPos, e.X, e.Y)
+		case syntax.STAR:
+			return binaryCall(mulFunc, e.OpPos, e.X, e.Y)
 		}
 	case *syntax.UnaryExpr:
 		e.X = rewriteExpr(e.X)
 	case *syntax.CallExpr:
 		e.Fn = rewriteExpr(e.Fn)
 		rewriteList(e.Args)
+		if dot, ok := e.Fn.(*syntax.DotExpr); ok && guardedMethods[dot.Name.Name] {
+			name := &syntax.Literal{Token: syntax.STRING, TokenPos: dot.Name.NamePos,
+				Raw: `"` + dot.Name.Name + `"`, Value: dot.Name.Name}
+			e.Fn = &syntax.Ident{NamePos: dot.Dot, Name: methodFunc}
+			e.Args = append([]syntax.Expr{dot.X, name}, e.Args...)
+		}
 	case *syntax.CondExpr:
 		e.Cond = rewriteExpr(e.Cond)
 		e.True = rewriteExpr(e.True)
@@ -112,9 +132,10 @@ func rewriteExpr(e syntax.Expr) syntax.Expr {
 	return e
 }
 
-func percentCall(pos syntax.Position, x, y syntax.Expr) *syntax.CallExpr {
+// binaryCall is fn(x, y) at the operator's position.
+func binaryCall(fn string, pos syntax.Position, x, y syntax.Expr) *syntax.CallExpr {
 	return &syntax.CallExpr{
-		Fn:     &syntax.Ident{NamePos: pos, Name: percentFunc},
+		Fn:     &syntax.Ident{NamePos: pos, Name: fn},
 		Lparen: pos,
 		Args:   []syntax.Expr{x, y},
 		Rparen: pos,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"runtime/metrics"
 	"sync/atomic"
 	"time"
@@ -27,15 +28,16 @@ const (
 	// maxCallDepth bounds recursion well below Starlark's own 100000-frame
 	// limit, whose huge goroutine stack makes every GC cycle slow.
 	maxCallDepth = 5000
-	// heapMetric is the runtime/metrics sample the memory watchdog reads: the
-	// live heap as of the last GC, so that garbage made by other goroutines
-	// does not count (a fast-growing evaluation triggers GCs itself).
-	heapMetric = "/gc/heap/live:bytes"
+	// heapMetric is the cheap, immediate measure the memory watchdog polls:
+	// bytes of heap objects, garbage included.
+	heapMetric = "/memory/classes/heap/objects:bytes"
+	// liveMetric is the live heap as of the last GC. When heapMetric has grown
+	// past the limit, the watchdog runs a GC and checks this one, so that
+	// garbage (made by anyone in the process) is not taken for a bomb.
+	liveMetric = "/gc/heap/live:bytes"
+	// minGCInterval rate-limits the GCs the watchdog forces.
+	minGCInterval = 50 * time.Millisecond
 )
-
-// errLoad is returned by the thread's Load hook (load statements are rejected
-// before execution; this is a second line of defence).
-var errLoad = errors.New("load() is not allowed in stage code")
 
 // guardedBuiltins are the universe built-ins wrapped by sandboxBuiltins.
 var guardedBuiltins = [...]string{
@@ -55,12 +57,21 @@ func fileOptions() *syntax.FileOptions {
 	}
 }
 
-// sandboxBuiltins returns predeclared names that shadow the universe
-// built-ins able to do unbounded work in one step: range refuses more than
-// maxElems elements, and the materialising built-ins refuse sized arguments
-// longer than that.
+// sandboxBuiltins returns the predeclared names of sandboxed code: the
+// targets of rewriteFile, and wrappers shadowing the universe built-ins able
+// to do unbounded work in one step: range refuses more than maxElems
+// elements, the materialising built-ins refuse sized arguments longer than
+// that, and str, repr, print and fail refuse values whose string form would
+// exceed maxStringBytes.
 func sandboxBuiltins() starlark.StringDict {
-	d := starlark.StringDict{percentFunc: starlark.NewBuiltin(percentFunc, percentBuiltin)}
+	d := starlark.StringDict{
+		percentFunc: starlark.NewBuiltin(percentFunc, percentBuiltin),
+		mulFunc:     starlark.NewBuiltin(mulFunc, mulBuiltin),
+		methodFunc:  starlark.NewBuiltin(methodFunc, methodBuiltin),
+	}
+	for _, name := range reprFuncs {
+		d[name] = reprWrapped(name)
+	}
 	for _, name := range guardedBuiltins {
 		orig := starlark.Universe[name].(*starlark.Builtin)
 		d[name] = starlark.NewBuiltin(name, func(th *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -138,7 +149,9 @@ func newThread(name string, maxSteps uint64, cancel func(reason string)) *starla
 		Name:  name,
 		Print: func(*starlark.Thread, string) {},
 		Load: func(*starlark.Thread, string) (starlark.StringDict, error) {
-			return nil, errLoad
+			// load statements are rejected before execution; this is a
+			// second line of defence
+			return nil, errors.New("load() is not allowed in stage code")
 		},
 	}
 	th.SetMaxExecutionSteps(min(stepQuantum, maxSteps))
@@ -185,7 +198,8 @@ func (sb *sandbox) watch(ctx context.Context, lim Limits) {
 	defer timer.Stop()
 	ticker := time.NewTicker(memoryPoll)
 	defer ticker.Stop()
-	base := heapBytes()
+	base, baseLive := readMetric(heapMetric), readMetric(liveMetric)
+	var lastGC time.Time
 	for {
 		select {
 		case <-sb.stop:
@@ -197,7 +211,12 @@ func (sb *sandbox) watch(ctx context.Context, lim Limits) {
 			sb.cancel(fmt.Sprintf("timeout of %s exceeded", timeout))
 			return
 		case <-ticker.C:
-			if grown := int64(heapBytes()) - int64(base); grown > lim.MaxMemory {
+			if grown(readMetric(heapMetric), base) <= lim.MaxMemory || time.Since(lastGC) < minGCInterval {
+				continue
+			}
+			runtime.GC()
+			lastGC = time.Now()
+			if grown(readMetric(liveMetric), baseLive) > lim.MaxMemory {
 				sb.cancel(fmt.Sprintf("memory limit (%d MiB) exceeded", lim.MaxMemory>>20))
 				return
 			}
@@ -205,12 +224,14 @@ func (sb *sandbox) watch(ctx context.Context, lim Limits) {
 	}
 }
 
-// heapBytes returns the live heap bytes measured by the last GC.
-func heapBytes() uint64 {
-	s := []metrics.Sample{{Name: heapMetric}}
+// readMetric reads a uint64 runtime metric (0 if unsupported).
+func readMetric(name string) uint64 {
+	s := []metrics.Sample{{Name: name}}
 	metrics.Read(s)
 	if s[0].Value.Kind() != metrics.KindUint64 {
 		return 0
 	}
 	return s[0].Value.Uint64()
 }
+
+func grown(now, base uint64) int64 { return int64(now) - int64(base) }

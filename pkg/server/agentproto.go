@@ -35,14 +35,24 @@ func (s *Server) agentRegister(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	if _, err := uuid.Parse(req.UUID); err != nil {
+	id, err := uuid.Parse(req.UUID)
+	if err != nil {
 		return badRequest("uuid %q is not a UUID", req.UUID)
 	}
+	// uuid.Parse accepts several spellings (braces, urn:uuid:, no dashes, upper
+	// case): one agent must not become several by changing how it writes its UUID.
+	req.UUID = id.String()
 	if len(req.EnrollSecret) < 32 {
 		return badRequest("enroll_secret must be at least 32 characters of random data")
 	}
 	if !validAgentName.MatchString(req.Name) {
 		return badRequest("agent name %q is invalid: use letters, digits, '.', '_' and '-' (up to 64 characters)", req.Name)
+	}
+	// Checked before anything is stored, so a bad request changes nothing.
+	for _, g := range req.Groups {
+		if err := checkName("group", g); err != nil {
+			return err
+		}
 	}
 	wait, err := s.waitParam(r)
 	if err != nil {
@@ -179,6 +189,10 @@ func (s *Server) agentWork(w http.ResponseWriter, r *http.Request) error {
 				return err
 			}
 			s.cfg.Logger.Warn("agent came back without its job; job requeued", "agent_id", a.ID, "job_id", j.ID, "attempt", j.Attempt)
+			// Wake the old attempt's held heartbeat (it answers stale_attempt at
+			// once) and the job's log followers (its log starts over).
+			s.cfg.Hub.Publish(engine.CancelKey(j.ID))
+			s.cfg.Hub.Publish(logs.Key(j.ID))
 			s.cfg.Dispatcher.Kick()
 		}
 	}
@@ -291,11 +305,18 @@ func (s *Server) agentJob(r *http.Request, attempt int) (ci.Job, error) {
 	if err != nil {
 		return j, err
 	}
-	if j.AgentID != a.ID || j.Attempt != attempt || j.State == ci.JobCompleted || j.State == ci.JobQueued {
+	if !currentAttempt(j, a.ID, attempt) {
 		return j, api.Errorf(http.StatusConflict, api.CodeStaleAttempt,
 			"job %d attempt %d is not this agent's current attempt (job is %s, attempt %d): stop it", id, attempt, j.State, j.Attempt)
 	}
 	return j, nil
+}
+
+// currentAttempt reports whether attempt is the job's current attempt and
+// belongs to agent agentID: the job is assigned to or run by that agent under
+// that attempt number (a requeued job is queued until its next claim).
+func currentAttempt(j ci.Job, agentID int64, attempt int) bool {
+	return j.AgentID == agentID && j.Attempt == attempt && (j.State == ci.JobAssigned || j.State == ci.JobRunning)
 }
 
 func staleOr(err error) error {
@@ -357,12 +378,14 @@ func (s *Server) agentHeartbeat(w http.ResponseWriter, r *http.Request) error {
 	case <-wake:
 	case <-t.C:
 	case <-ctx.Done():
-		return nil
+		// The agent hung up or kkd is shutting down; in the latter case the
+		// agent gets an envelope it retries, not an empty 200.
+		return api.Errorf(http.StatusServiceUnavailable, api.CodeUnavailable, "kkd is shutting down: retry the heartbeat")
 	}
 	_, resp.Cancel = s.cfg.Engine.CancelRequested(j.ID)
 	if !resp.Cancel {
 		// The job may have been completed or requeued meanwhile (fencing).
-		if cur, err := s.cfg.Store.GetJob(ctx, j.ID); err == nil && (cur.Attempt != req.Attempt || cur.State == ci.JobCompleted) {
+		if cur, err := s.cfg.Store.GetJob(ctx, j.ID); errors.Is(err, ci.ErrNotFound) || (err == nil && !currentAttempt(cur, a.ID, req.Attempt)) {
 			return api.Errorf(http.StatusConflict, api.CodeStaleAttempt, "job %d attempt %d is no longer current: stop it", j.ID, req.Attempt)
 		}
 	}

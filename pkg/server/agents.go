@@ -253,6 +253,9 @@ func (s *Server) changeMembership(w http.ResponseWriter, r *http.Request, add bo
 		return err
 	}
 	g := gs[0]
+	if !add && g.Name == ci.GroupAll {
+		return badRequest("every authorized agent is in group %q: disable the agent (`kk agent disable %s`) to keep it from getting work", ci.GroupAll, a.Name)
+	}
 	if add {
 		err = s.cfg.Store.AddAgentToGroup(r.Context(), g.ID, a.ID)
 	} else {

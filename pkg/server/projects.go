@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"strings"
+	"sync"
 
 	"github.com/kraken-go/kk/pkg/api"
 	"github.com/kraken-go/kk/pkg/auth"
@@ -16,6 +18,21 @@ var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
 
 // validBranchName also allows '/', as in feature/x.
 var validBranchName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$`)
+
+// validEnvName is what a branch env variable may be called: a POSIX shell
+// name, so it can be exported to every step as is.
+var validEnvName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// dummyPasswordHash is checked against when the user does not exist, so that a
+// login takes as long for an unknown user as for a wrong password and does not
+// reveal which user names exist.
+var dummyPasswordHash = sync.OnceValue(func() string {
+	h, err := auth.HashPassword(auth.NewSecret(16))
+	if err != nil {
+		return ""
+	}
+	return h
+})
 
 func checkName(kind, name string) error {
 	if !validName.MatchString(name) {
@@ -33,7 +50,11 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	if err != nil && !errors.Is(err, ci.ErrNotFound) {
 		return err
 	}
-	if err != nil || !auth.CheckPassword(u.PasswordHash, req.Password) {
+	if err != nil {
+		auth.CheckPassword(dummyPasswordHash(), req.Password)
+		return api.Errorf(http.StatusUnauthorized, api.CodeUnauthorized, "wrong user name or password")
+	}
+	if !auth.CheckPassword(u.PasswordHash, req.Password) {
 		return api.Errorf(http.StatusUnauthorized, api.CodeUnauthorized, "wrong user name or password")
 	}
 	tok := auth.NewToken("kkt")
@@ -169,6 +190,18 @@ func (s *Server) createBranch(w http.ResponseWriter, r *http.Request) error {
 	}
 	if !validBranchName.MatchString(req.Name) {
 		return badRequest("branch name %q is invalid: use letters, digits, '.', '_', '-' and '/' (up to 200 characters)", req.Name)
+	}
+	// Both end up in the environment of every step; a NUL byte cannot.
+	if strings.ContainsRune(req.RepoBranch, 0) {
+		return badRequest("repo_branch %q contains a NUL byte", req.RepoBranch)
+	}
+	for k, v := range req.Env {
+		if !validEnvName.MatchString(k) {
+			return badRequest("env variable name %q is invalid: use letters, digits and '_', not starting with a digit", k)
+		}
+		if strings.ContainsRune(v, 0) {
+			return badRequest("env variable %s contains a NUL byte", k)
+		}
 	}
 	if req.RepoBranch == "" {
 		req.RepoBranch = req.Name

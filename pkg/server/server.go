@@ -7,10 +7,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -150,6 +153,17 @@ func (s *Server) routes() {
 
 func (s *Server) wrap(h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			// A bug in a handler must still answer with the JSON envelope,
+			// not a dropped connection. http.ErrAbortHandler keeps its meaning.
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.cfg.Logger.Error("handler panic", "method", r.Method, "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
+				s.writeError(w, r, fmt.Errorf("handler panic: %v", v))
+			}
+		}()
 		if err := h(w, r); err != nil {
 			s.writeError(w, r, err)
 		}
@@ -157,6 +171,12 @@ func (s *Server) wrap(h handlerFunc) http.Handler {
 }
 
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+		// The request's context ended under the handler: the client hung up
+		// (nobody reads this) or kkd is shutting down, which a client should
+		// retry rather than report as an internal error.
+		err = api.Errorf(http.StatusServiceUnavailable, api.CodeUnavailable, "the request was interrupted (kkd is shutting down or the client went away): retry it")
+	}
 	ae := api.FromError(err)
 	if ae.Status >= 500 {
 		s.cfg.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
@@ -186,7 +206,9 @@ func decode(r *http.Request, v any) error {
 		}
 		return api.Errorf(http.StatusBadRequest, api.CodeBadRequest, "malformed JSON body: %v", err)
 	}
-	if dec.More() {
+	// Anything but white space after the object is an error. dec.More alone
+	// misses a stray '}' or ']', which it reports as "no more elements".
+	if err := dec.Decode(&json.RawMessage{}); !errors.Is(err, io.EOF) {
 		return api.Errorf(http.StatusBadRequest, api.CodeBadRequest, "malformed JSON body: unexpected data after the JSON object")
 	}
 	return nil
@@ -225,14 +247,15 @@ func (s *Server) waitParam(r *http.Request) (time.Duration, error) {
 		return 0, nil
 	}
 	n, err := strconv.ParseFloat(v, 64)
-	if err != nil || n < 0 {
+	// NaN fails every comparison and ±Inf or huge values overflow a Duration:
+	// both are rejected or capped before the conversion.
+	if err != nil || math.IsNaN(n) || n < 0 {
 		return 0, badRequest("wait=%q: give a number of seconds", v)
 	}
-	d := time.Duration(n * float64(time.Second))
-	if d > s.cfg.MaxWait {
-		d = s.cfg.MaxWait
+	if n >= s.cfg.MaxWait.Seconds() {
+		return s.cfg.MaxWait, nil
 	}
-	return d, nil
+	return time.Duration(n * float64(time.Second)), nil
 }
 
 func bearer(r *http.Request) string {

@@ -46,6 +46,11 @@ func (s *Server) putStage(w http.ResponseWriter, r *http.Request) error {
 	if err := checkName("stage", name); err != nil {
 		return err
 	}
+	if name == "root" {
+		// "root" as a parent means "no parent": a stage of that name could
+		// never be anyone's parent.
+		return badRequest("stage name %q is reserved (a parent of \"root\" means a stage has no parent): choose another name", name)
+	}
 	var req api.PutStage
 	if err := decode(r, &req); err != nil {
 		return err
@@ -96,6 +101,10 @@ func (s *Server) checkStageRefs(r *http.Request, b ci.Branch, name, file string,
 			ps = append(ps, schema.Problem{File: file, Key: "parent", Message: "parent stage \"" + st.Parent + "\" does not exist in branch " + b.Name + ": apply it first, or use \"root\""})
 		} else if err != nil {
 			return err
+		} else if chain, err := s.parentCycle(r, b, name, st.Parent); err != nil {
+			return err
+		} else if chain != "" {
+			ps = append(ps, schema.Problem{File: file, Key: "parent", Message: "parent \"" + st.Parent + "\" makes a cycle (" + chain + "): no stage of it could ever run"})
 		}
 	}
 	seen := map[string]bool{}
@@ -117,6 +126,29 @@ func (s *Server) checkStageRefs(r *http.Request, b ci.Branch, name, file string,
 		return schemaError("stage "+name, ps)
 	}
 	return nil
+}
+
+// parentCycle follows the stored parents from parent upwards and returns the
+// chain when it comes back to stage name (which would get parent as its parent).
+func (s *Server) parentCycle(r *http.Request, b ci.Branch, name, parent string) (string, error) {
+	chain := []string{name, parent}
+	seen := map[string]bool{name: true}
+	for cur := parent; cur != "root" && !seen[cur]; {
+		seen[cur] = true
+		st, err := s.cfg.Store.GetStageByName(r.Context(), b.ID, cur)
+		if errors.Is(err, ci.ErrNotFound) {
+			return "", nil
+		}
+		if err != nil {
+			return "", err
+		}
+		cur = st.Parent
+		chain = append(chain, cur)
+		if cur == name {
+			return strings.Join(chain, " -> "), nil
+		}
+	}
+	return "", nil
 }
 
 func keyPath(job, env int) string {
