@@ -327,8 +327,10 @@ type Register struct {
 	Groups          []string    `json:"groups,omitempty"`
 }
 
-// RegisterResponse tells the agent its state. Credential is set once, on the
-// first register call after authorization; the agent stores it in its data dir.
+// RegisterResponse tells the agent its state. Once the agent is authorized,
+// every register call that presents the right enroll secret gets a fresh
+// Credential, which replaces the previous one (the agent stores it in its data
+// dir and registers again only when the server rejects its credential).
 type RegisterResponse struct {
 	AgentID    int64  `json:"agent_id"`
 	Name       string `json:"name"`

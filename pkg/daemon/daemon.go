@@ -191,6 +191,7 @@ func Serve(ctx context.Context, o Options) error {
 	}
 	<-agentDone
 	<-wd.Done()
+	<-disp.Done() // the store is closed (deferred) only after every user of it stopped
 	return nil
 }
 

@@ -388,6 +388,15 @@ func (e *Engine) startChildren(ctx context.Context, f ci.Flow, parent ci.Run) er
 	return nil
 }
 
+// JobRequeued wakes whoever watches a job that went back to the queue: the
+// old attempt's held heartbeat (which then learns it is stale), log followers
+// and the dispatcher.
+func (e *Engine) JobRequeued(jobID int64) {
+	e.cfg.Hub.Publish(CancelKey(jobID))
+	e.cfg.Hub.Publish(logs.Key(jobID))
+	e.cfg.Dispatcher.Kick()
+}
+
 // JobCompleted advances the job's run and flow after the job completed.
 func (e *Engine) JobCompleted(ctx context.Context, j ci.Job) {
 	e.mu.Lock()

@@ -70,6 +70,9 @@ func New(cfg Config) *Dispatcher {
 // Lease returns the lease duration given with claims.
 func (d *Dispatcher) Lease() time.Duration { return d.cfg.Lease }
 
+// Done is closed when the matching loop started by Start has returned.
+func (d *Dispatcher) Done() <-chan struct{} { return d.done }
+
 // Start runs the matching loop until ctx is done.
 func (d *Dispatcher) Start(ctx context.Context) {
 	go func() {

@@ -134,7 +134,7 @@ func (w *Watchdog) checkLeases(ctx context.Context, now time.Time) {
 		}
 		if changed {
 			log.Warn("agent lost: job requeued for another attempt")
-			w.cfg.Dispatcher.Kick()
+			w.cfg.Engine.JobRequeued(j.ID)
 		}
 	}
 }
