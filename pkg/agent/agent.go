@@ -29,6 +29,7 @@ import (
 	"github.com/kraken-go/kk/pkg/executor"
 	"github.com/kraken-go/kk/pkg/executor/local"
 	"github.com/kraken-go/kk/pkg/tools"
+	"github.com/kraken-go/kk/pkg/version"
 )
 
 // Defaults of Config.
@@ -67,7 +68,7 @@ type Config struct {
 	Executors map[string]executor.Executor
 	// Tools by name (default: tools.Builtin()).
 	Tools map[string]tools.Tool
-	// Version reported in host info (default: BuildVersion()).
+	// Version reported in host info (default: version.String()).
 	Version string
 
 	// WorkWait is how long the server may hold a work poll (default 30 s).
@@ -118,7 +119,7 @@ func New(cfg Config) (*Agent, error) {
 		cfg.Name = hostname()
 	}
 	if cfg.Version == "" {
-		cfg.Version = BuildVersion()
+		cfg.Version = version.String()
 	}
 	if cfg.Executors == nil {
 		cfg.Executors = map[string]executor.Executor{

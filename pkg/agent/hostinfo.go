@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"runtime"
-	"runtime/debug"
 	"strconv"
 	"strings"
 
@@ -95,37 +94,6 @@ func isolation(root fs.FS) string {
 		}
 	}
 	return "bare-metal"
-}
-
-// BuildVersion is the agent's version as recorded in the binary's build info
-// (the module version, or the VCS revision of a development build).
-func BuildVersion() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
-	}
-	v := bi.Main.Version
-	if v != "" && v != "(devel)" {
-		return v
-	}
-	var rev, dirty string
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.modified":
-			if s.Value == "true" {
-				dirty = "-dirty"
-			}
-		}
-	}
-	if len(rev) > 12 {
-		rev = rev[:12]
-	}
-	if rev != "" {
-		return "devel-" + rev + dirty
-	}
-	return "devel"
 }
 
 // hostname returns the host's name, or "kkagent" when it cannot be read.

@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kraken-go/kk/pkg/agent"
+	"github.com/kraken-go/kk/pkg/version"
 )
 
 // Exit codes.
@@ -165,7 +166,7 @@ func newVersionCmd(stdout io.Writer) *cobra.Command {
 		Short: "Print the agent's version",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			_, err := fmt.Fprintln(stdout, "kkagent "+agent.BuildVersion())
+			_, err := fmt.Fprintln(stdout, "kkagent "+version.String())
 			return err
 		},
 	}

@@ -113,7 +113,7 @@ func Serve(ctx context.Context, o Options) error {
 	}
 	defer st.Close()
 
-	fresh, err := bootstrapAdmin(ctx, st, o)
+	fresh, generated, err := bootstrapAdmin(ctx, st, o)
 	if err != nil {
 		return err
 	}
@@ -161,7 +161,7 @@ func Serve(ctx context.Context, o Options) error {
 	if o.LocalAgent {
 		a, err := agent.New(agent.Config{
 			ServerURL: addr, DataDir: filepath.Join(o.DataDir, "agent"), Name: "local",
-			RegistrationKey: localKey, Logger: log.With("component", "local-agent"),
+			RegistrationKey: localKey, Logger: log.With("component", "local-agent"), Version: o.Version,
 		})
 		if err != nil {
 			return fmt.Errorf("built-in agent: %w", err)
@@ -170,7 +170,7 @@ func Serve(ctx context.Context, o Options) error {
 	} else {
 		close(agentDone)
 	}
-	printHints(o, addr)
+	printHints(o, addr, generated)
 
 	select {
 	case <-ctx.Done():
@@ -204,15 +204,15 @@ func redactURL(s string) string {
 	return u.String()
 }
 
-// bootstrapAdmin creates the admin user on a fresh store and reports whether
-// the store was fresh.
-func bootstrapAdmin(ctx context.Context, st store.Store, o Options) (bool, error) {
+// bootstrapAdmin creates the admin user on a fresh store. It reports whether
+// the store was fresh and the password it generated (when it did).
+func bootstrapAdmin(ctx context.Context, st store.Store, o Options) (fresh bool, generatedPassword string, err error) {
 	n, err := st.CountUsers(ctx)
 	if err != nil {
-		return false, fmt.Errorf("count users: %w", err)
+		return false, "", fmt.Errorf("count users: %w", err)
 	}
 	if n > 0 {
-		return false, nil
+		return false, "", nil
 	}
 	pw := o.AdminPassword
 	generated := pw == ""
@@ -221,15 +221,16 @@ func bootstrapAdmin(ctx context.Context, st store.Store, o Options) (bool, error
 	}
 	hash, err := auth.HashPassword(pw)
 	if err != nil {
-		return false, err
+		return false, "", err
 	}
 	if err := st.CreateUser(ctx, &ci.User{Name: "admin", PasswordHash: hash, Admin: true}); err != nil {
-		return false, fmt.Errorf("create admin user: %w", err)
+		return false, "", fmt.Errorf("create admin user: %w", err)
 	}
-	if generated {
-		fmt.Fprintf(o.Stdout, "\nGenerated password of user admin (shown only this once; set KKD_ADMIN_PASSWORD to choose it):\n\n    %s\n\n", pw)
+	if !generated {
+		return true, "", nil
 	}
-	return true, nil
+	fmt.Fprintf(o.Stdout, "\nGenerated password of user admin (shown only this once; set KKD_ADMIN_PASSWORD to choose it):\n\n    %s\n\n", pw)
+	return true, pw, nil
 }
 
 func createDemo(ctx context.Context, st store.Store, log *slog.Logger) error {
@@ -260,9 +261,12 @@ func createDemo(ctx context.Context, st store.Store, log *slog.Logger) error {
 	return nil
 }
 
-func printHints(o Options, addr string) {
-	pw := "PASSWORD"
-	if o.AdminPassword != "" {
+func printHints(o Options, addr, generatedPassword string) {
+	pw := "PASSWORD" // the admin password chosen or printed on the first start
+	switch {
+	case generatedPassword != "":
+		pw = generatedPassword
+	case o.AdminPassword != "":
 		pw = "$KKD_ADMIN_PASSWORD"
 	}
 	var b strings.Builder

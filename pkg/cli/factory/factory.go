@@ -13,6 +13,7 @@ import (
 	"github.com/kraken-go/kk/pkg/cli/iostreams"
 	"github.com/kraken-go/kk/pkg/cli/output"
 	"github.com/kraken-go/kk/pkg/client"
+	"github.com/kraken-go/kk/pkg/version"
 )
 
 // DefaultServer is used when neither --server, KK_SERVER nor the config file
@@ -64,15 +65,12 @@ func New() *Factory {
 }
 
 func readBuildInfo() BuildInfo {
-	bi := BuildInfo{Version: "devel"}
+	bi := BuildInfo{Version: version.String()}
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
 		return bi
 	}
 	bi.GoVersion = info.GoVersion
-	if v := info.Main.Version; v != "" && v != "(devel)" {
-		bi.Version = v
-	}
 	for _, s := range info.Settings {
 		if s.Key == "vcs.revision" {
 			bi.Commit = s.Value
