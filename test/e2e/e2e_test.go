@@ -236,7 +236,7 @@ func TestLiveLogsAndCancel(t *testing.T) {
             "timeout": 300,
             "steps": [{"tool": "shell", "script": """
 if [ "#{args.mode}" = "tail" ]; then
-  for i in 1 2 3 4 5 6; do echo "tick $i"; sleep 0.4; done
+  for i in 1 2 3 4 5 6; do echo "tick $i $(date +%s%N)"; sleep 0.4; done
 else
   sleep 1000 &
   echo $! > `+marker+`
@@ -270,6 +270,18 @@ fi
 	}
 	require.NoError(t, cmd.Wait(), "kk job logs -f: %s", stderr.String())
 	require.Len(t, ticks, 6, "every line must arrive before -f returns")
+	// Latency from the step printing a line to the follower reading it.
+	var worst time.Duration
+	for _, l := range ticks {
+		f := strings.Fields(l.text)
+		ns, err := strconv.ParseInt(f[len(f)-1], 10, 64)
+		require.NoError(t, err, "line %q", l.text)
+		if d := l.at.Sub(time.Unix(0, ns)); d > worst {
+			worst = d
+		}
+	}
+	t.Logf("live tail: worst print-to-follower latency %s over %d lines", worst, len(ticks))
+	require.Less(t, worst, 2*time.Second, "lines must stream while the step runs, not at its end")
 	// Lines are printed 400 ms apart; they must arrive spread out, not all at the end.
 	spread := ticks[5].at.Sub(ticks[0].at)
 	require.Greater(t, spread, 1200*time.Millisecond, "lines must stream while the step runs (spread %s)", spread)
