@@ -10,8 +10,16 @@ LDFLAGS  := -X github.com/kraken-go/kk/pkg/version.Version=$(VERSION)
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-build: ## Build kk, kkd and kkagent into ./bin
+AGENT_PLATFORMS ?= linux/amd64 linux/arm64
+
+build: ## Build kk, kkd and kkagent into ./bin, and kkagent for each of AGENT_PLATFORMS into ./bin/agents (served by kkd)
 	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/kk ./cmd/kkd ./cmd/kkagent
+	@mkdir -p $(BIN)/agents
+	@set -e; for p in $(AGENT_PLATFORMS); do \
+		os=$${p%/*}; arch=$${p#*/}; \
+		echo "kkagent $$os/$$arch -> $(BIN)/agents/kkagent-$$os-$$arch"; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/agents/kkagent-$$os-$$arch ./cmd/kkagent; \
+	done
 
 run: build ## Run kkd on the embedded defaults (SQLite, built-in local agent) in ./.kk-data
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/kkd serve --data-dir $(DATA_DIR)

@@ -5,6 +5,8 @@ package configs
 
 import (
 	"bufio"
+	"bytes"
+	"flag"
 	"io"
 	"os"
 	"path/filepath"
@@ -15,9 +17,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kraken-go/kk/pkg/agentcmd"
+	"github.com/kraken-go/kk/pkg/agentinstall"
 	"github.com/kraken-go/kk/pkg/cli/config"
 	"github.com/kraken-go/kk/pkg/daemon"
 )
+
+var update = flag.Bool("update", false, "rewrite the files kk agent install generates")
 
 // TestEveryFileIsChecked fails when a file is added here without a check.
 func TestEveryFileIsChecked(t *testing.T) {
@@ -132,7 +137,7 @@ func TestSystemdUnits(t *testing.T) {
 		root              *cobra.Command
 	}{
 		{"systemd/kkd.service", "/usr/local/bin/kkd", "serve", daemon.NewCmdRoot(io.Discard, io.Discard, "test")},
-		{"systemd/kkagent.service", "/usr/local/bin/kkagent", "run", agentcmd.NewCmdRoot(io.Discard, io.Discard, os.Getenv)},
+		{"systemd/kkagent.service", agentinstall.BinaryPath, "run", agentcmd.NewCmdRoot(io.Discard, io.Discard, os.Getenv)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.file, func(t *testing.T) {
@@ -157,5 +162,27 @@ func TestSystemdUnits(t *testing.T) {
 			require.NoError(t, c.ParseFlags(flags), "ExecStart flags of %s", tc.file)
 			require.Empty(t, c.Flags().Args(), "stray arguments in ExecStart")
 		})
+	}
+}
+
+// TestAgentInstallerFiles checks that the kkagent unit and env file here are
+// exactly what `kk agent install` (and kkd's install script) write, for
+// the example's settings. Regenerate them with go test ./configs -update.
+func TestAgentInstallerFiles(t *testing.T) {
+	p, err := agentinstall.InstallPlan(agentinstall.Options{
+		Server: "http://kkd.example.internal:6363", RegistrationKey: "change-me-too"})
+	require.NoError(t, err)
+	for file, path := range map[string]string{
+		"systemd/kkagent.service": agentinstall.UnitPath,
+		"kkagent.env.example":     agentinstall.EnvFilePath,
+	} {
+		want := p.File(path).Content
+		if *update {
+			require.NoError(t, os.WriteFile(file, want, 0o644))
+		}
+		got, err := os.ReadFile(file)
+		require.NoError(t, err)
+		require.True(t, bytes.Equal(want, got),
+			"configs/%s differs from what kk agent install writes to %s: run go test ./configs -update\nwant:\n%s", file, path, want)
 	}
 }

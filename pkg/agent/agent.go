@@ -3,11 +3,18 @@
 // runs the jobs it gets with an executor, streaming logs and step results.
 // cmd/kkagent wraps it; kkd embeds it as its built-in local agent.
 //
-// Life cycle: New validates a Config; Run takes the data dir's lock, loads or
-// creates the agent's identity, registers until authorized, then loops on the
-// work long-poll and runs one job at a time until ctx is cancelled. Cancelling
-// ctx cancels a running job cleanly (its process groups are killed and its end
-// is reported) and makes Run return nil.
+// Life cycle: New validates a Config; Run takes the data dir's lock, deletes
+// job spools left by an earlier process, loads or creates the agent's
+// identity, registers until authorized, then loops on the work long-poll and
+// runs one job at a time until ctx is cancelled. Cancelling ctx cancels a
+// running job cleanly (its process groups are killed and its end is reported)
+// and makes Run return nil. With a Config.Upgrader, Run returns ErrUpgraded
+// when a new binary was installed between jobs.
+//
+// A job's writes to kkd (start, step results, log chunks, completion) go
+// through a spool on disk (<data dir>/spool/<job>-<attempt>/) and are
+// delivered in order by one sender, so a job goes on while kkd is
+// unreachable and nothing is lost or duplicated when kkd comes back.
 //
 // The wire protocol is documented in docs/agent-protocol.md and in the package
 // comment of pkg/api.
@@ -89,7 +96,40 @@ type Config struct {
 	// ShutdownTimeout is how long a job may keep reporting its end after ctx
 	// is cancelled (default 15 s).
 	ShutdownTimeout time.Duration
+	// SpoolSegmentSize is the size of the files of a job's spool (default
+	// DefaultSpoolSegmentSize); delivered files are deleted.
+	SpoolSegmentSize int64
+	// Upgrader, when set, replaces the agent's binary between jobs
+	// (pkg/agentdist). kkd's built-in agent has none.
+	Upgrader Upgrader
 }
+
+// Upgrader installs a new agent binary; pkg/agentdist implements it.
+//
+// MaybeUpgrade is called only while the agent is idle: right after start,
+// while waiting for authorization and before each work poll; never while a
+// job runs. It decides itself how often to ask the server (a call may do
+// nothing). It returns true when a new binary is in place: Run then returns
+// ErrUpgraded so the process exits and its supervisor starts the new binary.
+// An error is logged and the agent goes on.
+type Upgrader interface {
+	MaybeUpgrade(ctx context.Context) (bool, error)
+}
+
+// ErrUpgraded is returned by Run when the Upgrader installed a new binary:
+// the process must exit (agentdist.ExitUpgraded) to be restarted on it.
+var ErrUpgraded = errors.New("kkagent was upgraded: restart it on the new binary")
+
+// ErrSetup matches (errors.Is) the errors of Run that restarting the agent
+// does not fix: the data dir is in use by another kkagent or unusable, the
+// identity or credential file is unreadable.
+var ErrSetup = errors.New("kkagent setup error")
+
+// setupError marks an error as ErrSetup and keeps its own message.
+type setupError struct{ err error }
+
+func (e setupError) Error() string   { return e.err.Error() }
+func (e setupError) Unwrap() []error { return []error{e.err, ErrSetup} }
 
 // Agent is a kkagent. Create it with New and start it with Run.
 type Agent struct {
@@ -163,7 +203,7 @@ var errCredentialRevoked = errors.New("agent credential was revoked")
 func (a *Agent) Run(ctx context.Context) error {
 	lock, err := lockDataDir(a.cfg.DataDir)
 	if err != nil {
-		return err
+		return setupError{err}
 	}
 	defer func() {
 		if err := lock.release(); err != nil {
@@ -172,18 +212,22 @@ func (a *Agent) Run(ctx context.Context) error {
 	}()
 	id, created, err := loadIdentity(a.cfg.DataDir)
 	if err != nil {
-		return err
+		return setupError{err}
 	}
 	a.log = a.log.With("agent_uuid", id.UUID)
+	cleanSpools(a.cfg.DataDir, a.log)
 	if created {
 		a.log.Info("new agent identity created", "data_dir", a.cfg.DataDir)
 	}
 	a.log.Info("kkagent starting", "name", a.cfg.Name, "server", a.client.base, "version", a.cfg.Version, "executors", a.executorNames())
 
+	if a.upgraded(ctx) {
+		return ErrUpgraded
+	}
 	cred := a.cfg.Credential
 	if cred == "" {
 		if cred, err = loadCredential(a.cfg.DataDir); err != nil {
-			return err
+			return setupError{err}
 		}
 	}
 	for {
@@ -200,6 +244,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			a.log.Info("kkagent stopped")
 			return nil
+		}
+		if errors.Is(err, ErrUpgraded) {
+			a.log.Info("kkagent stopping to restart on its new binary")
+			return err
 		}
 		if !errors.Is(err, errCredentialRevoked) {
 			return err
@@ -223,6 +271,19 @@ func (a *Agent) executorNames() []string {
 
 func (a *Agent) backoff() backoff { return backoff{min: a.cfg.MinBackoff, max: a.cfg.MaxBackoff} }
 
+// upgraded gives the Upgrader its chance; it reports whether a new binary is
+// in place. Only call it while no job runs.
+func (a *Agent) upgraded(ctx context.Context) bool {
+	if a.cfg.Upgrader == nil {
+		return false
+	}
+	ok, err := a.cfg.Upgrader.MaybeUpgrade(ctx)
+	if err != nil && ctx.Err() == nil {
+		a.log.Warn("self-upgrade failed; trying again later", "err", err)
+	}
+	return ok && ctx.Err() == nil
+}
+
 // heldTooShort tells whether a long poll that brought nothing came back so
 // fast that the server is evidently not holding it; the caller then backs off
 // instead of hammering the server.
@@ -231,11 +292,14 @@ func heldTooShort(elapsed, wait time.Duration) bool {
 }
 
 // register calls register until the server hands out a credential, which it
-// stores. Only ctx ends it early.
+// stores. Only ctx and an upgrade (ErrUpgraded) end it early.
 func (a *Agent) register(ctx context.Context, id identity) (string, error) {
 	bo := a.backoff()
 	waitingLogged := false
 	for {
+		if a.upgraded(ctx) {
+			return "", ErrUpgraded
+		}
 		start := time.Now()
 		resp, err := a.client.register(ctx, a.cfg.RegisterWait, api.Register{
 			UUID:            id.UUID,
@@ -280,12 +344,16 @@ func (a *Agent) register(ctx context.Context, id identity) (string, error) {
 }
 
 // workLoop long-polls for work and runs the jobs it gets. It returns
-// errCredentialRevoked on 401 and ctx's error when ctx ends.
+// errCredentialRevoked on 401, ErrUpgraded after an upgrade between jobs and
+// ctx's error when ctx ends.
 func (a *Agent) workLoop(ctx context.Context) error {
 	bo := a.backoff()
 	sendHost := true
 	a.log.Info("waiting for work")
 	for {
+		if a.upgraded(ctx) {
+			return ErrUpgraded
+		}
 		req := api.WorkRequest{}
 		if sendHost {
 			hi := a.probe()

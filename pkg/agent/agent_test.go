@@ -558,17 +558,19 @@ func TestProbeHost(t *testing.T) {
 func TestStepWriterChunks(t *testing.T) {
 	t.Parallel()
 	var mu sync.Mutex
-	var got []chunk
+	var got []record
 	sent := make(chan struct{}, 100)
-	sh := newLogShipper(func(_ context.Context, c chunk) error {
+	sp, err := openSpool(filepath.Join(t.TempDir(), "spool"), 0)
+	require.NoError(t, err)
+	ob := newOutbox(sp, func(_ context.Context, r record) error {
 		mu.Lock()
-		got = append(got, c)
+		got = append(got, r)
 		mu.Unlock()
 		sent <- struct{}{}
 		return nil
 	}, func(error) {}, func() bool { return false }, slog.New(slog.DiscardHandler), backoff{min: time.Millisecond, max: time.Millisecond}, 8, 50*time.Millisecond)
-	go sh.run(t.Context())
-	w := sh.writer(0)
+	go ob.run(t.Context())
+	w := ob.writer(0)
 
 	start := time.Now()
 	_, _ = w.Write([]byte("abc"))
@@ -578,15 +580,16 @@ func TestStepWriterChunks(t *testing.T) {
 	_, _ = w.Write([]byte("0123456789abcdefXY")) // two full chunks at once, "XY" waits
 	<-sent
 	<-sent
-	_, _ = sh.writer(1).Write([]byte("other"))
-	require.NoError(t, sh.finish(t.Context()))
+	_, _ = ob.writer(1).Write([]byte("other"))
+	require.NoError(t, ob.finish(t.Context()))
+	assert.True(t, ob.drained)
 	mu.Lock()
 	defer mu.Unlock()
 	// "XY" (step 0) and "other" (step 1) may go in either order; within a step
 	// the order is fixed.
 	var b bytes.Buffer
 	var seqs0 []int64
-	var step1 []chunk
+	var step1 []record
 	for _, c := range got {
 		if c.step == 0 {
 			b.Write(c.data)
@@ -597,7 +600,7 @@ func TestStepWriterChunks(t *testing.T) {
 	}
 	assert.Equal(t, "abc0123456789abcdefXY", b.String())
 	assert.Equal(t, []int64{0, 1, 2, 3}, seqs0)
-	assert.Equal(t, []chunk{{step: 1, seq: 0, data: []byte("other")}}, step1)
+	assert.Equal(t, []record{{kind: recLog, step: 1, seq: 0, data: []byte("other")}}, step1)
 	n, err := w.Write([]byte("late"))
 	assert.NoError(t, err)
 	assert.Equal(t, 4, n, "writes after the end are dropped quietly")
@@ -610,12 +613,12 @@ func TestNormalizeServerURL(t *testing.T) {
 		"http://kkd.example:80/": "http://kkd.example:80",
 		"https://ci.example/kk/": "https://ci.example/kk",
 	} {
-		got, err := normalizeServerURL(in)
+		got, err := NormalizeServerURL(in)
 		require.NoError(t, err, in)
 		assert.Equal(t, want, got)
 	}
 	for _, bad := range []string{"", "ftp://x", "http://"} {
-		_, err := normalizeServerURL(bad)
+		_, err := NormalizeServerURL(bad)
 		assert.Error(t, err, bad)
 	}
 }

@@ -35,16 +35,17 @@ type client struct {
 }
 
 func newClient(serverURL string, hc *http.Client, requestTimeout time.Duration) (*client, error) {
-	u, err := normalizeServerURL(serverURL)
+	u, err := NormalizeServerURL(serverURL)
 	if err != nil {
 		return nil, err
 	}
 	return &client{base: u + api.Prefix, http: hc, requestTimeout: requestTimeout}, nil
 }
 
-// normalizeServerURL accepts "host:port" (Kraken's KRAKEN_SERVER_ADDR form) and
-// full http(s) URLs, and drops a trailing slash.
-func normalizeServerURL(s string) (string, error) {
+// NormalizeServerURL accepts "host:port" (Kraken's KRAKEN_SERVER_ADDR form) and
+// full http(s) URLs, and drops a trailing slash. It returns kkd's base URL
+// (without the API prefix).
+func NormalizeServerURL(s string) (string, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return "", errors.New("server URL is empty: pass -s URL or set KRAKEN_SERVER_ADDR")
@@ -77,8 +78,8 @@ func (c *client) getCredential() string {
 	return c.credential
 }
 
-// do sends one request. body is JSON-encoded unless it is []byte (sent raw as
-// application/octet-stream). out, when not nil, receives the JSON answer of a
+// do sends one request. body is JSON-encoded unless it is json.RawMessage
+// (sent as is) or []byte (sent raw as application/octet-stream). out, when not nil, receives the JSON answer of a
 // 200. It returns the HTTP status.
 func (c *client) do(ctx context.Context, path string, wait time.Duration, auth bool, body, out any) (int, error) {
 	timeout := c.requestTimeout
@@ -92,6 +93,8 @@ func (c *client) do(ctx context.Context, path string, wait time.Duration, auth b
 	ctype := "application/json"
 	switch b := body.(type) {
 	case nil:
+	case json.RawMessage:
+		rd = bytes.NewReader(b)
 	case []byte:
 		rd = bytes.NewReader(b)
 		ctype = "application/octet-stream"
@@ -174,8 +177,8 @@ func (c *client) heartbeat(ctx context.Context, jobID int64, attempt int, wait t
 	return resp, err
 }
 
-// stepResult reports a step's state.
-func (c *client) stepResult(ctx context.Context, jobID int64, idx int, res api.StepResult) error {
+// stepResultJSON reports a step's state, an encoded api.StepResult.
+func (c *client) stepResultJSON(ctx context.Context, jobID int64, idx int, res json.RawMessage) error {
 	_, err := c.do(ctx, jobPath(jobID)+"/steps/"+strconv.Itoa(idx), 0, true, res, nil)
 	return err
 }
@@ -190,8 +193,8 @@ func (c *client) logChunk(ctx context.Context, jobID int64, idx, attempt int, se
 	return err
 }
 
-// complete reports the end of the job.
-func (c *client) complete(ctx context.Context, jobID int64, req api.CompleteJob) error {
+// completeJSON reports the end of the job, an encoded api.CompleteJob.
+func (c *client) completeJSON(ctx context.Context, jobID int64, req json.RawMessage) error {
 	_, err := c.do(ctx, jobPath(jobID)+"/complete", 0, true, req, nil)
 	return err
 }

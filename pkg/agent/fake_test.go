@@ -40,7 +40,49 @@ type fakeServer struct {
 	jobs         map[int64]*fakeJob
 	failLogEvery int // fail every Nth log POST with 500 (0: never)
 	logPosts     int
-	events       []string // "log STEP SEQ", "step STEP STATUS", "complete RESULT", in arrival order
+	dupLogs      int      // log POSTs of a seq already stored
+	events       []string // "start", "log STEP SEQ", "step STEP STATUS", "complete RESULT", in arrival order
+
+	down     outage // how requests fail while kkd is "down"
+	downHits int    // requests refused while down
+}
+
+// outage is how the fake fails requests while it is down.
+type outage int
+
+const (
+	up          outage = iota
+	unavailable        // 503 with the error envelope (kkd shutting down, a proxy in front)
+	dropped            // the connection is closed without an answer (kkd killed, network gone)
+)
+
+func (o outage) String() string {
+	return [...]string{"up", "unavailable", "dropped"}[o]
+}
+
+// setDown starts (or, with up, ends) an outage; held requests are failed too.
+func (s *fakeServer) setDown(o outage) {
+	s.update(func(s *fakeServer) { s.down = o })
+}
+
+// refuseLocked fails the request when the fake is down; s.mu must be held.
+func (s *fakeServer) refuseLocked(w http.ResponseWriter) bool {
+	switch s.down {
+	case unavailable:
+		writeErr(w, http.StatusServiceUnavailable, api.CodeUnavailable, "kkd is down")
+	case dropped:
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			s.t.Errorf("hijack: %v", err)
+			return true
+		}
+		_ = conn.Close()
+	default:
+		return false
+	}
+	s.downHits++
+	s.notifyLocked()
+	return true
 }
 
 type fakeJob struct {
@@ -66,7 +108,14 @@ func newFakeServer(t *testing.T) *fakeServer {
 	mux.HandleFunc("POST "+p+"/jobs/{id}/steps/{idx}/logs", s.auth(s.logs))
 	mux.HandleFunc("POST "+p+"/jobs/{id}/steps/{idx}", s.auth(s.step))
 	mux.HandleFunc("POST "+p+"/jobs/{id}/complete", s.auth(s.complete))
-	s.srv = httptest.NewServer(mux)
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		refused := s.refuseLocked(w)
+		s.mu.Unlock()
+		if !refused {
+			mux.ServeHTTP(w, r)
+		}
+	}))
 	t.Cleanup(s.srv.Close)
 	return s
 }
@@ -106,13 +155,17 @@ func (s *fakeServer) await(what string, within time.Duration, cond func(s *fakeS
 	}
 }
 
-// hold blocks a long poll until cond holds (true) or the wait passes (false).
-// It is called and returns with s.mu held.
+// hold blocks a long poll until cond holds (true) or the wait passes or the
+// fake goes down (false); the caller then checks refuseLocked. It is called
+// and returns with s.mu held.
 func (s *fakeServer) hold(r *http.Request, cond func() bool) bool {
 	wait, _ := strconv.Atoi(r.URL.Query().Get("wait"))
 	timer := time.NewTimer(time.Duration(wait) * time.Second)
 	defer timer.Stop()
 	for !cond() {
+		if s.down != up {
+			return false
+		}
 		ch := s.changed
 		s.mu.Unlock()
 		select {
@@ -206,6 +259,9 @@ func (s *fakeServer) register(w http.ResponseWriter, r *http.Request) {
 	}
 	s.notifyLocked()
 	if !s.hold(r, func() bool { return s.authorized }) {
+		if s.refuseLocked(w) {
+			return
+		}
 		writeJSON(w, api.RegisterResponse{AgentID: 1, Name: req.Name, Message: "waiting for authorization"})
 		return
 	}
@@ -244,6 +300,9 @@ func (s *fakeServer) work(w http.ResponseWriter, r *http.Request) {
 	}
 	s.notifyLocked()
 	if !s.hold(r, func() bool { return len(s.queue) > 0 }) {
+		if s.refuseLocked(w) {
+			return
+		}
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
@@ -289,6 +348,9 @@ func (s *fakeServer) start(w http.ResponseWriter, r *http.Request) {
 	if j == nil {
 		return
 	}
+	if !j.started {
+		s.events = append(s.events, "start")
+	}
 	j.started = true
 	s.notifyLocked()
 	w.WriteHeader(http.StatusNoContent)
@@ -309,6 +371,9 @@ func (s *fakeServer) heartbeat(w http.ResponseWriter, r *http.Request) {
 	s.notifyLocked()
 	// Held until cancelled, fenced off, or the wait passes.
 	s.hold(r, func() bool { return j.cancel || j.attempt != req.Attempt })
+	if s.refuseLocked(w) {
+		return
+	}
 	if j.attempt != req.Attempt {
 		writeErr(w, http.StatusConflict, api.CodeStaleAttempt, "attempt is stale")
 		return
@@ -343,6 +408,7 @@ func (s *fakeServer) logs(w http.ResponseWriter, r *http.Request) {
 	}
 	switch have := len(j.logs[idx]); {
 	case seq < have: // already stored: idempotent
+		s.dupLogs++
 	case seq == have:
 		j.logs[idx] = append(j.logs[idx], data)
 		s.events = append(s.events, fmt.Sprintf("log %d %d", idx, seq))

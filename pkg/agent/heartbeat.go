@@ -13,11 +13,13 @@ const minHeartbeatInterval = time.Second
 // end has been reported). Each call renews the lease; the server holds it up
 // to the wait and answers early with cancel:true when the job is cancelled,
 // so a cancel reaches the job at once. Stale-attempt and other fatal answers
-// abandon the job; network errors are retried with backoff.
+// abandon the job; network errors and 5xx are retried with backoff and
+// jitter, capped at jobWriteMaxBackoff, for as long as the job runs.
 func (r *jobRunner) heartbeat(ctx context.Context) {
 	bo := r.backoff()
 	lease := time.Duration(r.asg.LeaseSeconds) * time.Second
 	cancelled := false
+	var failingSince time.Time
 	for ctx.Err() == nil {
 		wait := r.cfg.HeartbeatWait
 		if lease > 0 && wait > lease/3 {
@@ -32,6 +34,10 @@ func (r *jobRunner) heartbeat(ctx context.Context) {
 		switch {
 		case err == nil:
 			bo.reset()
+			if !failingSince.IsZero() {
+				r.log.Info("heartbeat delivered again", "failed_for", time.Since(failingSince).Round(time.Millisecond))
+				failingSince = time.Time{}
+			}
 			if resp.LeaseSeconds > 0 {
 				lease = time.Duration(resp.LeaseSeconds) * time.Second
 			}
@@ -45,7 +51,12 @@ func (r *jobRunner) heartbeat(ctx context.Context) {
 			return
 		default:
 			d := bo.next()
-			r.log.Warn("heartbeat failed; retrying", "err", err, "retry_in", d.Round(time.Millisecond))
+			if failingSince.IsZero() {
+				failingSince = time.Now()
+				r.log.Warn("heartbeat failed; retrying with backoff while the job goes on", "err", err, "retry_in", d.Round(time.Millisecond))
+			} else {
+				r.log.Debug("heartbeat failed; retrying", "err", err, "retry_in", d.Round(time.Millisecond))
+			}
 			if !sleepCtx(ctx, d) {
 				return
 			}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -48,7 +49,9 @@ const closeTimeout = 30 * time.Second
 // jobRunner runs one assignment. Its pieces:
 //   - heartbeat (heartbeat.go): holds the heartbeat request, renews the lease
 //     and cancels the job context on cancel or fencing;
-//   - logShipper (logship.go): chunks step output and sends it in order;
+//   - outbox (outbox.go, spool.go): spools start, step results, log chunks
+//     and completion to disk and delivers them in order, so the job goes on
+//     while kkd is unreachable;
 //   - steps (this file): prepares the environment and runs the steps.
 //
 // Contexts: jobCtx bounds the steps (deadline = Assignment.Timeout, cancelled
@@ -65,7 +68,7 @@ type jobRunner struct {
 	cancelJob context.CancelCauseFunc
 	jobCtx    context.Context
 	deadline  time.Time
-	logs      *logShipper
+	out       *outbox
 	// abandonedFlag is set once a write was refused for good (stale attempt,
 	// revoked credential, job gone).
 	abandonedFlag atomic.Bool
@@ -87,7 +90,16 @@ func (a *Agent) runJob(ctx context.Context, asg api.Assignment) {
 	r.run(ctx)
 }
 
-func (r *jobRunner) backoff() backoff { return backoff{min: r.cfg.MinBackoff, max: r.cfg.MaxBackoff} }
+// backoff is the retry policy of the job's writes and heartbeat: capped at
+// jobWriteMaxBackoff so delivery resumes soon after kkd is back.
+func (r *jobRunner) backoff() backoff {
+	return backoff{min: r.cfg.MinBackoff, max: min(r.cfg.MaxBackoff, jobWriteMaxBackoff)}
+}
+
+// spoolPath is the attempt's spool directory.
+func (r *jobRunner) spoolPath() string {
+	return filepath.Join(r.cfg.DataDir, spoolDir, fmt.Sprintf("%d-%d", r.asg.JobID, r.asg.Attempt))
+}
 
 func (r *jobRunner) run(ctx context.Context) {
 	start := time.Now()
@@ -129,27 +141,45 @@ func (r *jobRunner) run(ctx context.Context) {
 		<-hbDone
 	}()
 
-	r.logs = newLogShipper(r.sendChunk, r.abandon, r.abandoned, r.log, r.backoff(), r.cfg.LogChunkSize, r.cfg.LogFlushDelay)
-	go r.logs.run(reportCtx)
+	sp, spoolErr := openSpool(r.spoolPath(), r.cfg.SpoolSegmentSize)
+	defer func() {
+		// The sender stops once everything is delivered, the job was
+		// abandoned or reportCtx ended; only then the spool goes.
+		<-r.out.done
+		if err := sp.remove(); err != nil {
+			r.log.Warn("cannot delete the job's spool; delete it by hand", "dir", sp.dir, "err", err)
+		}
+	}()
+	r.out = newOutbox(sp, r.sendRecord, r.abandon, r.abandoned, r.log, r.backoff(), r.cfg.LogChunkSize, r.cfg.LogFlushDelay)
+	go r.out.run(reportCtx)
 
-	result, msg := r.execute(ctx)
+	var result ci.JobResult
+	var msg string
+	if spoolErr != nil {
+		result, msg = ci.JobError, fmt.Sprintf("kkagent cannot record the job's output: %v; free space or fix the permissions of the agent's data dir", spoolErr)
+		r.log.Error("job not run", "err", spoolErr)
+	} else {
+		result, msg = r.execute(ctx)
+	}
 
-	if err := r.logs.finish(reportCtx); err != nil {
-		r.log.Error("job end not reported: logs could not be delivered", "err", err)
+	r.out.closeWriters()
+	if !r.abandoned() {
+		r.out.appendComplete(api.CompleteJob{Attempt: r.asg.Attempt, Result: result, Message: msg})
+	}
+	if err := r.out.finish(reportCtx); err != nil {
+		r.log.Error("job end not reported: kkd could not be reached in time", "err", err, "result", result)
 		return
 	}
-	if r.abandoned() {
+	switch {
+	case r.abandoned():
 		r.log.Warn("job stopped without reporting its end: this attempt is no longer current")
-		return
+	case !r.out.drained:
+		r.log.Error("job end not reported", "result", result)
+	case r.out.completeErr != nil:
+		r.log.Error("kkd refused the job end", "err", r.out.completeErr, "result", result)
+	default:
+		r.log.Info("job finished", "result", result, "message", msg, "duration", time.Since(start).Round(time.Millisecond))
 	}
-	err := r.report("report job end", func(ctx context.Context) error {
-		return r.client.complete(ctx, r.asg.JobID, api.CompleteJob{Attempt: r.asg.Attempt, Result: result, Message: msg})
-	})
-	if err != nil {
-		r.log.Error("report job end", "err", err)
-		return
-	}
-	r.log.Info("job finished", "result", result, "message", msg, "duration", time.Since(start).Round(time.Millisecond))
 }
 
 // abandon stops the job for good after a fatal write error: the job context
@@ -165,21 +195,20 @@ func (r *jobRunner) abandon(err error) {
 // abandoned tells whether the job was stopped by a fatal write error.
 func (r *jobRunner) abandoned() bool { return r.abandonedFlag.Load() }
 
-// report makes one fenced write, retrying transient failures until it is
-// delivered. A fatal answer abandons the job; other refusals are returned.
-func (r *jobRunner) report(what string, fn func(ctx context.Context) error) error {
-	if r.abandoned() {
-		return errors.New("job abandoned")
+// sendRecord makes one attempt at delivering a spooled record.
+func (r *jobRunner) sendRecord(ctx context.Context, rec record) error {
+	id, attempt := r.asg.JobID, r.asg.Attempt
+	switch rec.kind {
+	case recStart:
+		return r.client.start(ctx, id, attempt)
+	case recStep:
+		return r.client.stepResultJSON(ctx, id, rec.step, rec.data)
+	case recLog:
+		return r.client.logChunk(ctx, id, rec.step, attempt, rec.seq, rec.data)
+	case recComplete:
+		return r.client.completeJSON(ctx, id, rec.data)
 	}
-	err := retry(r.reportCtx, r.log, r.backoff(), what, fn)
-	if err != nil && jobFatal(err) {
-		r.abandon(err)
-	}
-	return err
-}
-
-func (r *jobRunner) sendChunk(ctx context.Context, c chunk) error {
-	return r.client.logChunk(ctx, r.asg.JobID, c.step, r.asg.Attempt, c.seq, c.data)
+	return fmt.Errorf("unknown spool record kind %d", rec.kind)
 }
 
 // execute prepares the environment and runs the steps; it returns the job's
@@ -217,11 +246,7 @@ func (r *jobRunner) execute(ctx context.Context) (ci.JobResult, string) {
 		}
 	}()
 
-	if err := r.report("report job start", func(ctx context.Context) error {
-		return r.client.start(ctx, r.asg.JobID, r.asg.Attempt)
-	}); err != nil {
-		return ci.JobError, fmt.Sprintf("the server refused the job start: %v", err)
-	}
+	r.out.appendStart()
 	r.log.Info("job started", "workspace", env.Workspace())
 
 	failed := r.runSteps(env, bg)
@@ -344,7 +369,7 @@ func (r *jobRunner) evalWhen(step api.AssignedStep, pos int, states []stepState)
 func (r *jobRunner) runStep(env executor.Env, bg *tools.Background, step api.AssignedStep, log *slog.Logger) stepState {
 	started := time.Now()
 	r.reportStep(step.Index, api.StepResult{Status: ci.StepRunning, Started: &started})
-	out := r.logs.writer(step.Index)
+	out := r.out.writer(step.Index)
 
 	res := r.attempts(env, bg, step, out, log)
 
@@ -406,13 +431,11 @@ func (r *jobRunner) attempts(env executor.Env, bg *tools.Background, step api.As
 	}
 }
 
-// reportStep sends a step's state; refusals other than fatal ones are logged.
+// reportStep spools a step's state for delivery; it never waits for kkd.
 func (r *jobRunner) reportStep(idx int, res api.StepResult) {
-	res.Attempt = r.asg.Attempt
-	err := r.report("report step", func(ctx context.Context) error {
-		return r.client.stepResult(ctx, r.asg.JobID, idx, res)
-	})
-	if err != nil && !r.abandoned() {
-		r.log.Error("report step", "step", idx, "status", res.Status, "err", err)
+	if r.abandoned() {
+		return
 	}
+	res.Attempt = r.asg.Attempt
+	r.out.appendStep(idx, res)
 }

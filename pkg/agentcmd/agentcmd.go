@@ -1,9 +1,20 @@
 // Package agentcmd is the kkagent command line: it runs jobs for kkd on a build host.
 //
 //	kkagent run -s URL -d DIR [--registration-key KEY] [--group G]... [--name NAME]
+//	            [--no-supervisor] [--self-upgrade=false] [--upgrade-check-interval D] [--log-level L]
+//	kkagent worker ...     (hidden: the process `run` supervises; same flags)
 //	kkagent version
 //
-// Exit codes: 0 ok, 1 failure, 2 usage error. Logs go to stderr.
+// `kkagent run` is a small supervisor (agentdist.Supervisor, GoCD's
+// bootstrapper): it re-executes its own binary as `kkagent worker` with the
+// same flags and environment, restarts it when it crashes, forwards
+// SIGTERM/SIGINT to it, and restarts itself on the new binary after the
+// worker upgraded itself between jobs. `--no-supervisor` runs the worker in
+// the same process instead (containers, tests); it never self-upgrades.
+//
+// Exit codes (one table): 0 ok, 1 failure, 2 usage error. A supervised worker
+// also exits agentdist.ExitUpgraded (3: a new binary is in place) and
+// agentdist.ExitSetup (4: restarting does not help). Logs go to stderr.
 package agentcmd
 
 import (
@@ -15,18 +26,23 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/kraken-go/kk/pkg/agent"
+	"github.com/kraken-go/kk/pkg/agentdist"
 	"github.com/kraken-go/kk/pkg/version"
 )
 
 // Exit codes.
 const (
-	exitOK      = 0
-	exitFailure = 1
-	exitUsage   = 2
+	exitOK       = 0
+	exitFailure  = 1
+	exitUsage    = 2
+	exitUpgraded = agentdist.ExitUpgraded
+	exitSetup    = agentdist.ExitSetup
 )
 
 // usageError marks errors that exit with code 2.
@@ -35,6 +51,20 @@ type usageError struct{ err error }
 func (e usageError) Error() string { return e.err.Error() }
 func (e usageError) Unwrap() error { return e.err }
 
+// exitError ends kkagent with a given code; err, when set, is printed.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+func (e exitError) Unwrap() error { return e.err }
+
 // Main executes the kkagent command line and returns the exit code.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
 	root := NewCmdRoot(stdout, stderr, getenv)
@@ -42,6 +72,13 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, getenv f
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return exitOK
+	}
+	var ee exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil {
+			fmt.Fprintln(stderr, "kkagent: "+ee.err.Error())
+		}
+		return ee.code
 	}
 	fmt.Fprintln(stderr, "kkagent: "+err.Error())
 	var ue usageError
@@ -70,11 +107,11 @@ func NewCmdRoot(stdout, stderr io.Writer, getenv func(string) string) *cobra.Com
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newRunCmd(stderr, getenv), newVersionCmd(stdout))
+	root.AddCommand(newRunCmd(stdout, stderr, getenv), newWorkerCmd(stderr, getenv), newVersionCmd(stdout))
 	return root
 }
 
-// runOptions are the flags of `kkagent run`.
+// runOptions are the flags of `kkagent run` and `kkagent worker`.
 type runOptions struct {
 	server          string
 	dataDir         string
@@ -82,27 +119,66 @@ type runOptions struct {
 	groups          []string
 	name            string
 	logLevel        string
+	selfUpgrade     bool
+	upgradeInterval string
+	noSupervisor    bool // run only
+	supervised      bool // worker only: started by the supervisor
 }
 
-func newRunCmd(stderr io.Writer, getenv func(string) string) *cobra.Command {
-	opts := &runOptions{}
-	cmd := &cobra.Command{
-		Use:   "run",
-		Short: "Register with kkd and run jobs until stopped (SIGINT/SIGTERM)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runAgent(cmd.Context(), opts, stderr, getenv)
-		},
-	}
-	f := cmd.Flags()
+// addAgentFlags defines the flags the supervisor and the worker share.
+func addAgentFlags(f *pflag.FlagSet, opts *runOptions, getenv func(string) string) {
 	f.StringVarP(&opts.server, "server", "s", getenv("KRAKEN_SERVER_ADDR"), "kkd URL, e.g. http://kkd:6363 (env KRAKEN_SERVER_ADDR)")
 	f.StringVarP(&opts.dataDir, "data-dir", "d", getenv("KKAGENT_DATA_DIR"),
-		"data dir: identity, credential, workspaces (env KKAGENT_DATA_DIR; default /var/lib/kkagent as root, else ~/.local/share/kkagent)")
+		"data dir: identity, credential, workspaces, spools (env KKAGENT_DATA_DIR; default /var/lib/kkagent as root, else ~/.local/share/kkagent)")
 	f.StringVar(&opts.registrationKey, "registration-key", getenv("KKAGENT_REGISTRATION_KEY"),
 		"key that authorizes the agent at once (env KKAGENT_REGISTRATION_KEY)")
 	f.StringArrayVar(&opts.groups, "group", nil, "group to join when authorized by the registration key (repeatable)")
 	f.StringVar(&opts.name, "name", "", "agent name shown by kkd (default: the host name)")
 	f.StringVar(&opts.logLevel, "log-level", envOr(getenv, "KKAGENT_LOG_LEVEL", "info"), "debug, info, warn or error (env KKAGENT_LOG_LEVEL)")
+	f.BoolVar(&opts.selfUpgrade, "self-upgrade", envBool(getenv, "KKAGENT_SELF_UPGRADE", true),
+		"replace the binary, between jobs, when kkd serves another one (env KKAGENT_SELF_UPGRADE; needs the supervisor)")
+	f.StringVar(&opts.upgradeInterval, "upgrade-check-interval", envOr(getenv, "KKAGENT_UPGRADE_CHECK_INTERVAL", agentdist.DefaultCheckInterval.String()),
+		"least time between two checks for a new binary; checks happen only between jobs (env KKAGENT_UPGRADE_CHECK_INTERVAL)")
+}
+
+func newRunCmd(stdout, stderr io.Writer, getenv func(string) string) *cobra.Command {
+	opts := &runOptions{}
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Register with kkd and run jobs until stopped (SIGINT/SIGTERM)",
+		Long: `Register with kkd and run jobs until stopped (SIGINT/SIGTERM).
+
+kkagent run supervises a worker process (the same binary, "kkagent worker"),
+restarts it when it crashes and, when the worker upgraded itself to the binary
+kkd serves, restarts itself on the new binary. Use --no-supervisor to run
+everything in one process (containers, where the image is the upgrade unit).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if opts.noSupervisor {
+				return runWorker(cmd.Context(), opts, stderr, getenv)
+			}
+			return supervise(cmd.Context(), cmd.Flags(), opts, stdout, stderr, getenv)
+		},
+	}
+	addAgentFlags(cmd.Flags(), opts, getenv)
+	cmd.Flags().BoolVar(&opts.noSupervisor, "no-supervisor", false, "run the agent in this process, without supervisor (no restart, no self-upgrade)")
+	return cmd
+}
+
+func newWorkerCmd(stderr io.Writer, getenv func(string) string) *cobra.Command {
+	opts := &runOptions{}
+	cmd := &cobra.Command{
+		Use:    "worker",
+		Short:  "Run the agent in this process (started by `kkagent run`)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runWorker(cmd.Context(), opts, stderr, getenv)
+		},
+	}
+	addAgentFlags(cmd.Flags(), opts, getenv)
+	cmd.Flags().BoolVar(&opts.supervised, "supervised", false, "set by the supervisor")
+	_ = cmd.Flags().MarkHidden("supervised")
 	return cmd
 }
 
@@ -113,35 +189,152 @@ func envOr(getenv func(string) string, key, def string) string {
 	return def
 }
 
-func runAgent(ctx context.Context, opts *runOptions, stderr io.Writer, getenv func(string) string) error {
+func envBool(getenv func(string) string, key string, def bool) bool {
+	switch strings.ToLower(getenv(key)) {
+	case "0", "false", "no", "off":
+		return false
+	case "1", "true", "yes", "on":
+		return true
+	}
+	return def
+}
+
+// resolved are the checked options both processes need.
+type resolved struct {
+	dataDir         string
+	logger          *slog.Logger
+	upgradeInterval time.Duration
+}
+
+// resolve checks the options and builds the logger; errors are usage errors.
+func resolve(opts *runOptions, stderr io.Writer, getenv func(string) string) (resolved, error) {
 	if opts.server == "" {
-		return usageError{errors.New("no server: pass -s URL or set KRAKEN_SERVER_ADDR")}
+		return resolved{}, usageError{errors.New("no server: pass -s URL or set KRAKEN_SERVER_ADDR")}
+	}
+	if _, err := agent.NormalizeServerURL(opts.server); err != nil {
+		return resolved{}, usageError{err}
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(opts.logLevel)); err != nil {
-		return usageError{fmt.Errorf("--log-level %q: use debug, info, warn or error", opts.logLevel)}
+		return resolved{}, usageError{fmt.Errorf("--log-level %q: use debug, info, warn or error", opts.logLevel)}
+	}
+	interval, err := time.ParseDuration(opts.upgradeInterval)
+	if err != nil || interval <= 0 {
+		return resolved{}, usageError{fmt.Errorf("--upgrade-check-interval %q: give a positive duration such as 1m or 30s", opts.upgradeInterval)}
 	}
 	dataDir := opts.dataDir
 	if dataDir == "" {
 		d, err := defaultDataDir(getenv)
 		if err != nil {
-			return err
+			return resolved{}, err
 		}
 		dataDir = d
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	a, err := agent.New(agent.Config{
+	return resolved{dataDir: dataDir, logger: logger, upgradeInterval: interval}, nil
+}
+
+// supervise runs `kkagent run`: the supervisor of a `kkagent worker` process
+// of the same binary, given the flags set on this command line (the
+// environment is inherited).
+func supervise(ctx context.Context, flags *pflag.FlagSet, opts *runOptions, stdout, stderr io.Writer, getenv func(string) string) error {
+	res, err := resolve(opts, stderr, getenv)
+	if err != nil {
+		return err
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find the kkagent executable to start the worker: %w (use --no-supervisor)", err)
+	}
+	if p, err := filepath.EvalSymlinks(exe); err == nil {
+		exe = p
+	}
+	args := []string{"worker", "--supervised"}
+	flags.Visit(func(f *pflag.Flag) {
+		if f.Name == "no-supervisor" {
+			return
+		}
+		if sv, ok := f.Value.(pflag.SliceValue); ok {
+			for _, v := range sv.GetSlice() {
+				args = append(args, "--"+f.Name+"="+v)
+			}
+			return
+		}
+		args = append(args, "--"+f.Name+"="+f.Value.String())
+	})
+	res.logger.Info("kkagent supervisor starting", "component", "supervisor", "version", version.String(), "exe", exe, "pid", os.Getpid())
+	sup, err := agentdist.NewSupervisor(agentdist.SupervisorConfig{
+		Exe:        exe,
+		WorkerArgs: args,
+		Stdout:     stdout,
+		Stderr:     stderr,
+		Logger:     res.logger,
+	})
+	if err != nil {
+		return err
+	}
+	return sup.Run(ctx)
+}
+
+// runWorker runs the agent in this process: `kkagent worker` (supervised)
+// or `kkagent run --no-supervisor`.
+func runWorker(ctx context.Context, opts *runOptions, stderr io.Writer, getenv func(string) string) error {
+	res, err := resolve(opts, stderr, getenv)
+	if err != nil {
+		return setupExit(opts, err)
+	}
+	cfg := agent.Config{
 		ServerURL:       opts.server,
-		DataDir:         dataDir,
+		DataDir:         res.dataDir,
 		Name:            opts.name,
 		RegistrationKey: opts.registrationKey,
 		Groups:          opts.groups,
-		Logger:          logger,
-	})
-	if err != nil {
-		return usageError{err}
+		Logger:          res.logger,
 	}
-	return a.Run(ctx)
+	switch {
+	case !opts.selfUpgrade:
+		res.logger.Info("self-upgrade is off (--self-upgrade=false)")
+	case !opts.supervised:
+		res.logger.Debug("self-upgrade is off: kkagent runs without its supervisor")
+	default:
+		base, _ := agent.NormalizeServerURL(opts.server) // checked by resolve
+		up, err := agentdist.NewUpgrader(agentdist.UpgraderConfig{
+			ServerURL: base,
+			DataDir:   res.dataDir,
+			Version:   version.String(),
+			Logger:    res.logger,
+			Interval:  res.upgradeInterval,
+		})
+		if err != nil {
+			res.logger.Warn("self-upgrade is off", "err", err)
+		} else {
+			cfg.Upgrader = up
+		}
+	}
+	a, err := agent.New(cfg)
+	if err != nil {
+		return setupExit(opts, usageError{err})
+	}
+	err = a.Run(ctx)
+	switch {
+	case errors.Is(err, agent.ErrUpgraded):
+		if !opts.supervised {
+			return exitError{code: exitFailure, err: errors.New("kkagent upgraded itself but has no supervisor to restart it: start it again")}
+		}
+		return exitError{code: exitUpgraded}
+	case errors.Is(err, agent.ErrSetup):
+		return setupExit(opts, err)
+	}
+	return err
+}
+
+// setupExit makes a supervised worker exit with ExitSetup, so the supervisor
+// does not restart it in vain; unsupervised, err keeps its own exit code.
+func setupExit(opts *runOptions, err error) error {
+	if opts.supervised {
+		return exitError{code: exitSetup, err: err}
+	}
+	return err
 }
 
 // defaultDataDir is /var/lib/kkagent for root, else $XDG_DATA_HOME/kkagent or

@@ -37,9 +37,12 @@ func TestExitCodes(t *testing.T) {
 		{name: "no server", args: []string{"run", "-d", dir}, code: 2, stderr: "KRAKEN_SERVER_ADDR"},
 		{name: "bad log level", args: []string{"run", "-s", "x:1", "--log-level", "loud"}, code: 2, stderr: "--log-level"},
 		{name: "bad server", args: []string{"run", "-s", "ftp://x", "-d", dir}, code: 2, stderr: "scheme"},
+		{name: "bad upgrade interval", args: []string{"run", "-s", "x:1", "-d", dir, "--upgrade-check-interval", "soon"}, code: 2, stderr: "--upgrade-check-interval"},
+		{name: "supervisor stopped at once", args: []string{"run", "-s", "127.0.0.1:1", "-d", filepath.Join(dir, "sup")}, code: 0},
+		{name: "worker usage error", args: []string{"worker", "--supervised", "-d", dir}, code: 4, stderr: "KRAKEN_SERVER_ADDR"},
 		{
 			name:    "env config, stopped at once",
-			args:    []string{"run", "--group", "a", "--group", "b", "--name", "n1"},
+			args:    []string{"run", "--no-supervisor", "--group", "a", "--group", "b", "--name", "n1"},
 			env:     map[string]string{"KRAKEN_SERVER_ADDR": "127.0.0.1:1", "KKAGENT_DATA_DIR": filepath.Join(dir, "envdir")},
 			code:    0,
 			datadir: filepath.Join(dir, "envdir"),
@@ -69,7 +72,7 @@ func TestDataDirInUse(t *testing.T) {
 	require.NoError(t, err)
 
 	var stdout, stderr bytes.Buffer
-	code := Main(t.Context(), []string{"run", "-s", "127.0.0.1:1", "-d", dir}, &stdout, &stderr, env(nil))
+	code := Main(t.Context(), []string{"run", "--no-supervisor", "-s", "127.0.0.1:1", "-d", dir}, &stdout, &stderr, env(nil))
 	assert.Equal(t, 1, code)
 	assert.Contains(t, stderr.String(), "is in use by another kkagent (pid "+strconv.Itoa(4242)+")")
 }

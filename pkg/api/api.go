@@ -34,7 +34,8 @@
 //	GET    /api/v1/agents/{a}                    → Agent
 //	POST   /api/v1/agents/{a}/authorize          AuthorizeAgent → Agent
 //	POST   /api/v1/agents/{a}/enable|disable     → Agent
-//	DELETE /api/v1/agents/{a}                    → 204
+//	DELETE /api/v1/agents/{a}?force=1            → 204 (409 while it runs a job, unless force: its job is cancelled)
+//	POST   /api/v1/agents/{a}/rotate-token       → Agent (its credential is revoked; it registers again)
 //	GET    /api/v1/groups                        → []Group
 //	POST   /api/v1/groups                        CreateGroup → Group (201)
 //	DELETE /api/v1/groups/{g}                    → 204
@@ -278,6 +279,13 @@ type JobDetail struct {
 	ci.Job
 	Agent    string  `json:"agent,omitempty"`
 	Duration float64 `json:"duration,omitempty"` // seconds, when started
+	// WaitReason says why a queued job waits (no agent in its group, all
+	// busy, none with its executor or system, ...); empty for other states.
+	WaitReason string `json:"wait_reason,omitempty"`
+	// Attempts is the job's history of assignments, one per attempt, with
+	// the agent and how each ended. Only the job routes (GET /jobs/{id} and
+	// the job actions) fill it, not flow and run details.
+	Attempts []ci.JobAttempt `json:"attempts,omitempty"`
 }
 
 // Agent as shown by the API.

@@ -233,7 +233,30 @@ type Job struct {
 	Finished *time.Time `json:"finished,omitempty"`
 	// LeaseUntil is when the current attempt's lease expires unless renewed.
 	LeaseUntil *time.Time `json:"lease_until,omitempty"`
-	Steps      []Step     `json:"steps,omitempty"`
+	// CancelRequested is when a user asked to cancel the job while an agent
+	// ran it (nil: never). The agent learns it on its heartbeat and stops the
+	// job; the request is stored, so it survives a restart of kkd.
+	CancelRequested *time.Time `json:"cancel_requested,omitempty"`
+	Steps           []Step     `json:"steps,omitempty"`
+}
+
+// JobAttempt is one assignment of a job to an agent: the job's history keeps
+// one per attempt, including the attempts that an infrastructure failure
+// (a lost agent, an executor error) ended and that were retried.
+type JobAttempt struct {
+	JobID   int64 `json:"job_id"`
+	Attempt int   `json:"attempt"`
+	// AgentID is 0 once the agent was deleted; Agent keeps its name.
+	AgentID  int64      `json:"agent_id,omitempty"`
+	Agent    string     `json:"agent"`
+	Assigned time.Time  `json:"assigned"`
+	Started  *time.Time `json:"started,omitempty"`
+	Finished *time.Time `json:"finished,omitempty"`
+	// Outcome is how the attempt ended: the job's result when the attempt
+	// completed the job, agent_lost or error when it failed and the job was
+	// retried or given up; empty while the attempt runs.
+	Outcome JobResult `json:"outcome,omitempty"`
+	Message string    `json:"message,omitempty"`
 }
 
 // Step is one tool invocation of a job.
@@ -301,11 +324,18 @@ type Agent struct {
 	CredentialHash string `json:"-"`
 }
 
-// LostAfter is how long an agent may stay silent before it counts as lost contact.
-const LostAfter = 30 * time.Second
+// LostAfter is how long an agent may stay silent before it counts as lost
+// contact. A healthy agent is never silent that long: it always holds a work
+// poll or a heartbeat (renewed every 10 s), and a held request counts as
+// contact.
+const LostAfter = 20 * time.Second
 
 // State derives the displayed state. seenSinceStart tells whether the agent talked
-// to this server process since it started (false → missing).
+// to this server process since it started (false → missing). The order is
+// GoCD's: an unauthorized agent is discovered, then disabled wins over
+// everything else, an agent this server has not heard from is missing, one
+// silent for longer than LostAfter lost contact; otherwise its current job
+// (assigned: preparing, running: building) or idle.
 func (a Agent) State(now time.Time, seenSinceStart bool, job *Job) AgentState {
 	switch {
 	case !a.Authorized:
@@ -350,11 +380,13 @@ type Token struct {
 	LastUsed *time.Time `json:"last_used,omitempty"`
 }
 
-// LogChunk is an ordered piece of a step's output. (JobID, Step, Seq) is unique:
-// re-sending a chunk is a no-op.
+// LogChunk is an ordered piece of a step's output in one attempt of a job.
+// (JobID, Attempt, Step, Seq) is unique: re-sending a chunk is a no-op. Every
+// attempt keeps its own log; Seq counts from 0 per step and attempt.
 type LogChunk struct {
-	JobID int64  `json:"job_id"`
-	Step  int    `json:"step"`
-	Seq   int64  `json:"seq"`
-	Data  []byte `json:"data"`
+	JobID   int64  `json:"job_id"`
+	Attempt int    `json:"attempt"`
+	Step    int    `json:"step"`
+	Seq     int64  `json:"seq"`
+	Data    []byte `json:"data"`
 }

@@ -142,8 +142,15 @@ func TestRoutes(t *testing.T) {
 			recorded{method: "POST", path: "/api/v1/agents/3/enable"}},
 		{"disable agent", 200, `{}`, func(ctx context.Context, c *client.Client) error { _, err := c.DisableAgent(ctx, "3"); return err },
 			recorded{method: "POST", path: "/api/v1/agents/3/disable"}},
-		{"delete agent", 204, ``, func(ctx context.Context, c *client.Client) error { return c.DeleteAgent(ctx, "3") },
+		{"delete agent", 204, ``, func(ctx context.Context, c *client.Client) error { return c.DeleteAgent(ctx, "3", false) },
 			recorded{method: "DELETE", path: "/api/v1/agents/3"}},
+		{"delete busy agent", 204, ``, func(ctx context.Context, c *client.Client) error { return c.DeleteAgent(ctx, "3", true) },
+			recorded{method: "DELETE", path: "/api/v1/agents/3", query: "force=1"}},
+		{"rotate agent token", 200, `{}`, func(ctx context.Context, c *client.Client) error {
+			_, err := c.RotateAgentToken(ctx, "host-1")
+			return err
+		},
+			recorded{method: "POST", path: "/api/v1/agents/host-1/rotate-token"}},
 		{"list groups", 200, `[]`, func(ctx context.Context, c *client.Client) error { _, err := c.ListGroups(ctx); return err },
 			recorded{method: "GET", path: "/api/v1/groups"}},
 		{"create group", 201, `{}`, func(ctx context.Context, c *client.Client) error {

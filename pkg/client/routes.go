@@ -264,9 +264,22 @@ func (c *Client) DisableAgent(ctx context.Context, agent string) (api.Agent, err
 	return c.agentCall(ctx, http.MethodPost, agent, "disable", nil)
 }
 
-// DeleteAgent forgets an agent and revokes its credential.
-func (c *Client) DeleteAgent(ctx context.Context, agent string) error {
-	return c.do(ctx, http.MethodDelete, path("agents", agent), nil, nil, nil)
+// DeleteAgent forgets an agent and revokes its credential. The server refuses
+// (ci.ErrConflict) while the agent runs a job, unless force is set: the job
+// is then cancelled first.
+func (c *Client) DeleteAgent(ctx context.Context, agent string, force bool) error {
+	var q url.Values
+	if force {
+		q = url.Values{"force": {"1"}}
+	}
+	return c.do(ctx, http.MethodDelete, path("agents", agent), q, nil, nil)
+}
+
+// RotateAgentToken revokes an agent's credential: the agent's next call is
+// refused and it registers again with its enroll secret, which gets it a new
+// credential. It returns the agent.
+func (c *Client) RotateAgentToken(ctx context.Context, agent string) (api.Agent, error) {
+	return c.agentCall(ctx, http.MethodPost, agent, "rotate-token", nil)
 }
 
 // ListGroups lists agent groups.

@@ -83,6 +83,18 @@ func envBool(key string, def bool) (bool, error) {
 	return b, nil
 }
 
+func envInt(key string, def int) (int, error) {
+	v, ok := os.LookupEnv(key)
+	if !ok || v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return def, usageError{fmt.Errorf("%s=%q: give a whole number >= 0", key, v)}
+	}
+	return n, nil
+}
+
 func defaultDataDir() string {
 	if os.Geteuid() == 0 {
 		return "/var/lib/kkd"
@@ -104,12 +116,15 @@ database, blobs, and the built-in local agent's workspace.
 
 Environment: KKD_LISTEN, KKD_DATA_DIR, KKD_DB, KKD_STORAGE, KKD_ADMIN_PASSWORD
 (admin password on first start; otherwise one is generated and printed once),
-KKD_AGENT_REGISTRATION_KEY, KKD_LOCAL_AGENT, KKD_DEMO, KKD_LOG_LEVEL.`,
+KKD_AGENT_REGISTRATION_KEY, KKD_AGENT_BINARIES, KKD_JOB_RETRIES, KKD_LOCAL_AGENT, KKD_DEMO, KKD_LOG_LEVEL.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			var lvl slog.Level
 			if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
 				return usageError{fmt.Errorf("--log-level %q: use debug, info, warn or error", logLevel)}
+			}
+			if o.JobRetries < 0 {
+				return usageError{fmt.Errorf("--job-retries %d: give 0 (no retries) or more", o.JobRetries)}
 			}
 			o.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
 			o.AdminPassword = os.Getenv("KKD_ADMIN_PASSWORD")
@@ -124,12 +139,15 @@ KKD_AGENT_REGISTRATION_KEY, KKD_LOCAL_AGENT, KKD_DEMO, KKD_LOG_LEVEL.`,
 	f.StringVar(&o.DB, "db", envOr("KKD_DB", ""), "database URL, sqlite://PATH (KKD_DB; default sqlite://DATA_DIR/kk.db)")
 	f.StringVar(&o.Storage, "storage", envOr("KKD_STORAGE", ""), "blob storage URL, file://PATH (KKD_STORAGE; default file://DATA_DIR/blobs)")
 	f.StringVar(&o.RegistrationKey, "agent-registration-key", envOr("KKD_AGENT_REGISTRATION_KEY", ""), "key that lets agents enrol without manual authorization (KKD_AGENT_REGISTRATION_KEY)")
+	f.StringVar(&o.AgentBinaries, "agent-binaries", envOr("KKD_AGENT_BINARIES", ""), "directory of kkagent-<os>-<arch> binaries served to agents for install and self-upgrade (KKD_AGENT_BINARIES; default: agents/ next to kkd)")
 	f.StringVar(&logLevel, "log-level", envOr("KKD_LOG_LEVEL", "info"), "log level: debug, info, warn, error (KKD_LOG_LEVEL)")
 	localDef, err1 := envBool("KKD_LOCAL_AGENT", true)
 	demoDef, err2 := envBool("KKD_DEMO", true)
+	retriesDef, err3 := envInt("KKD_JOB_RETRIES", 2)
+	f.IntVar(&o.JobRetries, "job-retries", retriesDef, "how often a job is retried after an infrastructure failure (lost agent, executor error); 0: never (KKD_JOB_RETRIES)")
 	f.BoolVar(&o.LocalAgent, "local-agent", localDef, "run the built-in, pre-authorized local agent (KKD_LOCAL_AGENT)")
 	f.BoolVar(&o.Demo, "demo", demoDef, "create the demo project on a fresh data dir (KKD_DEMO)")
-	if err := errors.Join(err1, err2); err != nil {
+	if err := errors.Join(err1, err2, err3); err != nil {
 		c.PreRunE = func(*cobra.Command, []string) error { return err }
 	}
 	return c

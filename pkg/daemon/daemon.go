@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/kraken-go/kk/pkg/agent"
+	"github.com/kraken-go/kk/pkg/agentdist"
 	"github.com/kraken-go/kk/pkg/auth"
 	"github.com/kraken-go/kk/pkg/ci"
 	"github.com/kraken-go/kk/pkg/engine"
@@ -45,6 +46,12 @@ type Options struct {
 	Demo            bool
 	Version         string
 	Lease           time.Duration
+	// JobRetries is how often a job is retried after infrastructure failures
+	// (lost agent, executor error); 0: never.
+	JobRetries int
+	// AgentBinaries is the directory of kkagent-<os>-<arch> binaries served to
+	// agents and installers (default: agents/ next to the kkd executable).
+	AgentBinaries   string
 	Stdout, Stderr  io.Writer // hints go to Stdout; logs to Stderr
 	Logger          *slog.Logger
 	ListenerReady   func(addr string) // called once listening (tests)
@@ -91,6 +98,9 @@ func Serve(ctx context.Context, o Options) error {
 	if o.DataDir == "" {
 		return errors.New("no data dir: pass --data-dir or set KKD_DATA_DIR")
 	}
+	if o.JobRetries < 0 {
+		return fmt.Errorf("job retries %d: give 0 (no retries) or more", o.JobRetries)
+	}
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
@@ -125,7 +135,7 @@ func Serve(ctx context.Context, o Options) error {
 
 	hub := notify.New()
 	disp := scheduler.New(scheduler.Config{Store: st, Logger: log, Lease: o.Lease})
-	eng := engine.New(engine.Config{Store: st, Hub: hub, Dispatcher: disp, Logger: log})
+	eng := engine.New(engine.Config{Store: st, Hub: hub, Dispatcher: disp, Logger: log, MaxAttempts: o.JobRetries + 1})
 	wd := watchdog.New(watchdog.Config{Store: st, Engine: eng, Dispatcher: disp, Logger: log})
 	localKey := auth.NewSecret(24)
 	keys := []string{localKey}
@@ -135,6 +145,7 @@ func Serve(ctx context.Context, o Options) error {
 	srv := server.New(server.Config{
 		Store: st, Engine: eng, Dispatcher: disp, Hub: hub, Logger: log, Version: o.Version,
 		Logs: &logs.Service{Store: st, Hub: hub, Logger: log}, RegistrationKeys: keys,
+		AgentBinaries: agentBinaries(o.AgentBinaries, log),
 	})
 
 	runCtx, stop := context.WithCancel(ctx)
@@ -193,6 +204,20 @@ func Serve(ctx context.Context, o Options) error {
 	<-wd.Done()
 	<-disp.Done() // the store is closed (deferred) only after every user of it stopped
 	return nil
+}
+
+// agentBinaries locates the kkagent binaries kkd serves.
+func agentBinaries(dir string, log *slog.Logger) agentdist.Config {
+	exe, err := os.Executable()
+	if err != nil {
+		exe = "kkd"
+	}
+	cfg := agentdist.DefaultConfig(exe)
+	if dir != "" {
+		cfg.Dir = dir
+	}
+	cfg.Logger = log
+	return cfg
 }
 
 func redactURL(s string) string {

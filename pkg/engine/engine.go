@@ -6,6 +6,14 @@
 //
 // Transitions are made with the store's conditional updates (CompleteRunIfDone,
 // CompleteFlowIfDone), so concurrent completions trigger each child run once.
+//
+// Retry policy: an infrastructure failure of a job's attempt (FailAttempt: the
+// agent went silent, came back without the job, or reported result error) is
+// retried on a new attempt until the job had MaxAttempts attempts; then the
+// job completes with agent_lost or error and a message that lists the
+// attempts. A failing step never causes a retry, and neither does a user's
+// cancel, which is stored with the job (store.RequestCancel) so that it
+// survives a restart of kkd.
 package engine
 
 import (
@@ -14,10 +22,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/kraken-go/kk/pkg/ci"
@@ -36,17 +44,18 @@ type Config struct {
 	Logger     *slog.Logger
 	Now        func() time.Time // default time.Now
 	Limits     schema.Limits
+	// MaxAttempts is how many attempts a job gets when infrastructure
+	// failures end them (kkd --job-retries + 1; default 3). 1: no retries.
+	MaxAttempts int
 }
+
+// DefaultMaxAttempts is a job's attempts when Config.MaxAttempts is not set:
+// two retries.
+const DefaultMaxAttempts = 3
 
 // Engine creates and advances flows.
 type Engine struct {
 	cfg Config
-	// cancels holds jobs whose cancel was requested while an agent runs them:
-	// job id → time of the request. The agent learns it on its held heartbeat,
-	// stops the step, ships the rest of its log and completes the job itself;
-	// the watchdog completes it if the agent does not within a grace period.
-	mu      sync.Mutex
-	cancels map[int64]time.Time
 }
 
 // New returns an engine.
@@ -54,8 +63,14 @@ func New(cfg Config) *Engine {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Engine{cfg: cfg, cancels: make(map[int64]time.Time)}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = DefaultMaxAttempts
+	}
+	return &Engine{cfg: cfg}
 }
+
+// MaxAttempts returns how many attempts a job gets.
+func (e *Engine) MaxAttempts() int { return e.cfg.MaxAttempts }
 
 func (e *Engine) now() time.Time { return e.cfg.Now().UTC() }
 
@@ -399,9 +414,6 @@ func (e *Engine) JobRequeued(jobID int64) {
 
 // JobCompleted advances the job's run and flow after the job completed.
 func (e *Engine) JobCompleted(ctx context.Context, j ci.Job) {
-	e.mu.Lock()
-	delete(e.cancels, j.ID)
-	e.mu.Unlock()
 	e.cfg.Hub.Publish(logs.Key(j.ID))
 	e.cfg.Hub.Publish(CancelKey(j.ID))
 	e.cfg.Dispatcher.Kick()
@@ -413,74 +425,133 @@ func (e *Engine) JobCompleted(ctx context.Context, j ci.Job) {
 // CompleteJob completes a job (fenced by attempt when > 0) and advances its run.
 func (e *Engine) CompleteJob(ctx context.Context, jobID int64, attempt int, result ci.JobResult, msg string) (ci.Job, error) {
 	j, changed, err := e.cfg.Store.CompleteJob(ctx, jobID, attempt, result, msg, e.now())
-	if errors.Is(err, ci.ErrNotFound) {
-		// The job was deleted (with its project or branch): nothing to cancel.
-		e.forgetCancel(jobID)
-	}
 	if err != nil {
 		return j, err
 	}
 	if changed {
 		e.cfg.Logger.Info("job completed", "job_id", j.ID, "attempt", attempt, "result", result)
 		e.JobCompleted(ctx, j)
-	} else {
-		// Completed before (by the agent through another path or another
-		// replica): a cancel request of it is moot. Without this the watchdog
-		// would retry the cancel forever.
-		e.forgetCancel(jobID)
 	}
 	return j, nil
 }
 
-func (e *Engine) forgetCancel(jobID int64) {
-	e.mu.Lock()
-	delete(e.cancels, jobID)
-	e.mu.Unlock()
-}
+// Failure is an infrastructure failure that ends a job's attempt.
+type Failure int
 
-// CancelRequested reports whether a cancel of the job is pending, and since when.
-func (e *Engine) CancelRequested(jobID int64) (time.Time, bool) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	t, ok := e.cancels[jobID]
-	return t, ok
-}
+const (
+	// LeaseExpired: the agent stopped renewing the attempt's lease (it died,
+	// hangs or lost its network). Found by the watchdog.
+	LeaseExpired Failure = iota
+	// AgentError: the agent reported result error: its executor failed, or
+	// kkagent was stopped in the middle of the job.
+	AgentError
+	// AgentRestarted: the agent asked for work while the job was running on
+	// it: it restarted and its copy of the job is gone.
+	AgentRestarted
+)
 
-// CancelJob cancels a job: a queued job completes at once; a job an agent runs
-// is stopped by its agent (which reports the cancel) or, failing that, by the
-// watchdog.
-func (e *Engine) CancelJob(ctx context.Context, jobID int64) (ci.Job, error) {
-	j, err := e.cfg.Store.GetJob(ctx, jobID)
+// FailAttempt handles an infrastructure failure of the job's attempt: the job
+// is requeued for another attempt while it had fewer than MaxAttempts, else
+// it completes (agent_lost, or error for AgentError) with a message that
+// lists its attempts. A pending cancel completes it cancelled instead. For
+// LeaseExpired nothing happens when the lease was renewed after the caller
+// saw it expire. detail adds the agent's own message (AgentError).
+//
+// It returns ci.ErrStaleAttempt when the attempt is no longer current
+// (another failure, a completion or a cancel ended it first).
+func (e *Engine) FailAttempt(ctx context.Context, jobID int64, attempt int, failure Failure, detail string) (ci.Job, store.FailOutcome, error) {
+	history, err := e.cfg.Store.ListJobAttempts(ctx, jobID)
 	if err != nil {
-		return j, err
+		return ci.Job{}, store.FailNone, err
 	}
-	switch j.State {
-	case ci.JobCompleted:
-		return j, nil
-	case ci.JobQueued:
-		return e.CompleteJob(ctx, jobID, 0, ci.JobCancelled, "cancelled by user")
+	agent := "(unknown)" // an attempt from before the history was kept
+	if i := slices.IndexFunc(history, func(a ci.JobAttempt) bool { return a.Attempt == attempt }); i >= 0 {
+		agent = history[i].Agent
+		history = history[:i] // the attempts before this one
 	}
-	e.mu.Lock()
-	if _, ok := e.cancels[jobID]; !ok {
-		e.cancels[jobID] = e.now()
+	outcome, result := ci.JobAgentLost, ci.JobAgentLost
+	var reason string
+	switch failure {
+	case LeaseExpired:
+		reason = "lost contact (its lease expired)"
+	case AgentRestarted:
+		reason = "restarted and lost its copy of the job"
+	case AgentError:
+		outcome, result = ci.JobError, ci.JobError
+		reason = "reported an error"
+		if detail != "" {
+			reason += ": " + detail
+		}
+	default:
+		return ci.Job{}, store.FailNone, fmt.Errorf("fail attempt %d of job %d: unknown failure %d: %w", attempt, jobID, failure, ci.ErrInvalid)
 	}
-	e.mu.Unlock()
-	e.cfg.Hub.Publish(CancelKey(jobID))
-	e.cfg.Logger.Info("job cancel requested", "job_id", jobID, "agent_id", j.AgentID)
-	return j, nil
+	reason = fmt.Sprintf("agent %s %s", agent, reason)
+	f := store.AttemptFailure{
+		JobID: jobID, Attempt: attempt, At: e.now(), OnlyIfExpired: failure == LeaseExpired,
+		Outcome: outcome, Reason: reason, Retry: attempt < e.cfg.MaxAttempts, Result: result,
+	}
+	if !f.Retry {
+		f.Message = giveUpMessage(reason, attempt, e.cfg.MaxAttempts, history)
+	}
+	j, done, err := e.cfg.Store.FailAttempt(ctx, f)
+	if err != nil {
+		return j, done, err
+	}
+	log := e.cfg.Logger.With("job_id", jobID, "attempt", attempt, "agent", agent)
+	switch done {
+	case store.FailRequeued:
+		log.Warn("job attempt failed: retrying on another attempt", "reason", reason, "max_attempts", e.cfg.MaxAttempts)
+		e.JobRequeued(jobID)
+	case store.FailCompleted:
+		log.Warn("job attempt failed: job completed", "reason", reason, "result", j.Result)
+		e.JobCompleted(ctx, j)
+	}
+	return j, done, nil
 }
 
-// PendingCancels returns the jobs whose cancel was requested before t.
-func (e *Engine) PendingCancels(before time.Time) []int64 {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	var ids []int64
-	for id, at := range e.cancels {
-		if at.Before(before) {
-			ids = append(ids, id)
+// giveUpMessage says why a job failed for good, naming every attempt.
+func giveUpMessage(reason string, attempt, maxAttempts int, before []ci.JobAttempt) string {
+	var b strings.Builder
+	b.WriteString(reason)
+	if maxAttempts <= 1 {
+		b.WriteString("; job retries are off (kkd --job-retries 0)")
+		return b.String()
+	}
+	fmt.Fprintf(&b, "; gave up after %d attempts (kkd --job-retries %d)", attempt, maxAttempts-1)
+	if len(before) > 0 {
+		b.WriteString(": earlier attempts:")
+		for i, a := range before {
+			sep := ";"
+			if i == 0 {
+				sep = ""
+			}
+			msg := a.Message
+			if msg == "" {
+				msg = string(a.Outcome)
+			}
+			fmt.Fprintf(&b, "%s #%d %s", sep, a.Attempt, msg)
 		}
 	}
-	return ids
+	return b.String()
+}
+
+// CancelJob cancels a job: a queued job completes at once; for a job an agent
+// runs the cancel is stored and signalled to the agent's held heartbeat: the
+// agent stops the job and reports it cancelled, or failing that the watchdog
+// completes it.
+func (e *Engine) CancelJob(ctx context.Context, jobID int64) (ci.Job, error) {
+	j, changed, err := e.cfg.Store.RequestCancel(ctx, jobID, e.now(), "cancelled by user")
+	if err != nil || !changed {
+		return j, err
+	}
+	if j.State == ci.JobCompleted {
+		e.cfg.Logger.Info("job cancelled before an agent took it", "job_id", jobID)
+		e.JobCompleted(ctx, j)
+		return j, nil
+	}
+	e.cfg.Hub.Publish(CancelKey(jobID))
+	e.cfg.Logger.Info("job cancel requested", "job_id", jobID, "attempt", j.Attempt, "agent_id", j.AgentID)
+	return j, nil
 }
 
 // CancelRun cancels every unfinished job of the run; a manual run is closed.

@@ -35,6 +35,13 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
+	return newFixtureWith(t, 0)
+}
+
+// newFixtureWith is newFixture with an engine that gives jobs maxAttempts
+// attempts (0: the default).
+func newFixtureWith(t *testing.T, maxAttempts int) *fixture {
+	t.Helper()
 	ctx := t.Context()
 	log := slog.New(slog.DiscardHandler)
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "kk.db"), log)
@@ -46,7 +53,7 @@ func newFixture(t *testing.T) *fixture {
 	require.NoError(t, st.CreateBranch(ctx, &b))
 	hub := notify.New()
 	disp := scheduler.New(scheduler.Config{Store: st, Logger: log})
-	eng := engine.New(engine.Config{Store: st, Hub: hub, Dispatcher: disp, Logger: log})
+	eng := engine.New(engine.Config{Store: st, Hub: hub, Dispatcher: disp, Logger: log, MaxAttempts: maxAttempts})
 	return &fixture{t: t, ctx: ctx, st: st, hub: hub, eng: eng, project: p, branch: b}
 }
 
@@ -332,8 +339,8 @@ func TestEngine(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, ci.JobCompleted, got.State)
 			require.Equal(t, ci.JobCancelled, got.Result)
-			_, pending := f.eng.CancelRequested(j.ID)
-			require.False(t, pending)
+			require.Equal(t, "cancelled by user", got.Message)
+			require.Nil(t, got.CancelRequested, "nothing left to request")
 			require.Equal(t, ci.RunCompleted, f.getRun(r.ID).State)
 			require.Equal(t, ci.FlowCompleted, f.getFlow(fl.ID).State)
 
@@ -354,45 +361,49 @@ func TestEngine(t *testing.T) {
 			got, err := f.eng.CancelJob(f.ctx, j.ID)
 			require.NoError(t, err)
 			require.Equal(t, ci.JobAssigned, got.State, "the agent stops the job and reports it")
-			at, pending := f.eng.CancelRequested(j.ID)
-			require.True(t, pending)
+			require.NotNil(t, got.CancelRequested, "the request is stored with the job")
+			at := *got.CancelRequested
 			require.False(t, at.Before(before.Add(-time.Second)))
+			require.Equal(t, at, *f.getJob(j.ID).CancelRequested)
 			select {
 			case <-wake:
 			default:
 				t.Fatal("the cancel was not signalled to the agent's heartbeat")
 			}
-			require.Equal(t, []int64{j.ID}, f.eng.PendingCancels(time.Now().Add(time.Second)))
-			require.Empty(t, f.eng.PendingCancels(before.Add(-time.Second)))
 
 			_, err = f.eng.CancelJob(f.ctx, j.ID)
 			require.NoError(t, err)
-			at2, _ := f.eng.CancelRequested(j.ID)
-			require.Equal(t, at, at2, "a repeated cancel keeps the first request time")
+			require.Equal(t, at, *f.getJob(j.ID).CancelRequested, "a repeated cancel keeps the first request time")
+			select {
+			case <-wake:
+				t.Fatal("a repeated cancel signals nothing new")
+			default:
+			}
 
 			done, err := f.eng.CompleteJob(f.ctx, j.ID, j.Attempt, ci.JobCancelled, "stopped")
 			require.NoError(t, err)
 			require.Equal(t, ci.JobCancelled, done.Result)
-			_, pending = f.eng.CancelRequested(j.ID)
-			require.False(t, pending, "completion clears the request")
-			require.Empty(t, f.eng.PendingCancels(time.Now().Add(time.Hour)))
 			require.Equal(t, ci.RunCompleted, f.getRun(r.ID).State)
 			require.Zero(t, func() int64 { a, _ := f.st.GetAgent(f.ctx, a.ID); return a.JobID }(), "the agent is free again")
 		}},
-		{"cancel request of a job that completed elsewhere is dropped", func(t *testing.T, f *fixture) {
+		{"cancel of a completed job changes nothing", func(t *testing.T, f *fixture) {
 			f.stage("build", stageCode("root", "", job("compile", "all")))
 			fl := f.flow(nil)
 			a := f.agent("builder")
 			j := f.claim(f.jobs(f.runs(fl.ID)["build"].ID)[0].ID, a.ID)
-			_, err := f.eng.CancelJob(f.ctx, j.ID)
+			done, err := f.eng.CompleteJob(f.ctx, j.ID, j.Attempt, ci.JobOK, "")
 			require.NoError(t, err)
-			// Completed behind the engine's back (another replica, a direct store call).
-			_, _, err = f.st.CompleteJob(f.ctx, j.ID, j.Attempt, ci.JobCancelled, "", time.Now())
+			wake, unsubscribe := f.hub.Subscribe(engine.CancelKey(j.ID))
+			defer unsubscribe()
+			got, err := f.eng.CancelJob(f.ctx, j.ID)
 			require.NoError(t, err)
-			_, err = f.eng.CompleteJob(f.ctx, j.ID, 0, ci.JobCancelled, "server side")
-			require.NoError(t, err)
-			_, pending := f.eng.CancelRequested(j.ID)
-			require.False(t, pending)
+			require.Equal(t, done, got)
+			require.Equal(t, done, f.getJob(j.ID))
+			select {
+			case <-wake:
+				t.Fatal("nothing to signal")
+			default:
+			}
 		}},
 		{"cancel of a manual run closes it", func(t *testing.T, f *fixture) {
 			f.stage("deploy", stageCode("root", `"triggers": {"manual": True},`, job("ship", "all")))
@@ -421,8 +432,7 @@ func TestEngine(t *testing.T) {
 			_, err := f.eng.CancelRun(f.ctx, r.ID)
 			require.NoError(t, err)
 			require.Equal(t, ci.JobCancelled, f.getJob(jobs[1].ID).Result)
-			_, pending := f.eng.CancelRequested(running.ID)
-			require.True(t, pending)
+			require.NotNil(t, f.getJob(running.ID).CancelRequested)
 			require.Equal(t, ci.RunInProgress, f.getRun(r.ID).State)
 			_, err = f.eng.CompleteJob(f.ctx, running.ID, running.Attempt, ci.JobCancelled, "")
 			require.NoError(t, err)
@@ -589,8 +599,7 @@ func TestEngine(t *testing.T) {
 
 			_, err = f.eng.RerunRun(f.ctx, r.ID)
 			require.NoError(t, err)
-			_, pending := f.eng.CancelRequested(running.ID)
-			require.True(t, pending, "the old running job is asked to stop")
+			require.NotNil(t, f.getJob(running.ID).CancelRequested, "the old running job is asked to stop")
 			require.True(t, f.getJob(running.ID).Covered)
 			// The agent confirms the cancel: the covered job is no error of the run.
 			_, err = f.eng.CompleteJob(f.ctx, running.ID, running.Attempt, ci.JobCancelled, "")
@@ -692,4 +701,121 @@ func TestEngine(t *testing.T) {
 			tc.run(t, newFixture(t))
 		})
 	}
+}
+
+// TestFailAttempt drives the retry policy: infrastructure failures are
+// retried until the job had MaxAttempts attempts, a pending cancel is never
+// retried, and the final message names every attempt.
+func TestFailAttempt(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name        string
+		maxAttempts int
+		failure     engine.Failure
+		detail      string
+		failures    int // attempts that fail in a row, each on a new agent
+		cancel      bool
+		state       ci.JobState
+		result      ci.JobResult
+		outcome     ci.JobResult // of the last failed attempt
+		reason      string       // of the last failed attempt
+		message     []string     // parts of the job's message
+	}{
+		{name: "lost agent is retried", maxAttempts: 3, failure: engine.LeaseExpired, failures: 1,
+			state: ci.JobQueued, outcome: ci.JobAgentLost, reason: "agent a1 lost contact (its lease expired)"},
+		{name: "lost on every attempt gives up", maxAttempts: 3, failure: engine.LeaseExpired, failures: 3,
+			state: ci.JobCompleted, result: ci.JobAgentLost, outcome: ci.JobAgentLost, reason: "agent a3 lost contact (its lease expired)",
+			message: []string{"agent a3 lost contact", "gave up after 3 attempts (kkd --job-retries 2)",
+				"#1 agent a1 lost contact (its lease expired); #2 agent a2 lost contact"}},
+		{name: "agent error is retried", maxAttempts: 3, failure: engine.AgentError, detail: "docker daemon unreachable", failures: 1,
+			state: ci.JobQueued, outcome: ci.JobError, reason: "agent a1 reported an error: docker daemon unreachable"},
+		{name: "agent error on every attempt fails with error", maxAttempts: 2, failure: engine.AgentError, detail: "kkagent stopped", failures: 2,
+			state: ci.JobCompleted, result: ci.JobError, outcome: ci.JobError, reason: "agent a2 reported an error: kkagent stopped",
+			message: []string{"gave up after 2 attempts (kkd --job-retries 1)", "#1 agent a1 reported an error: kkagent stopped"}},
+		{name: "restarted agent is retried", maxAttempts: 3, failure: engine.AgentRestarted, failures: 1,
+			state: ci.JobQueued, outcome: ci.JobAgentLost, reason: "agent a1 restarted and lost its copy of the job"},
+		{name: "retries off", maxAttempts: 1, failure: engine.LeaseExpired, failures: 1,
+			state: ci.JobCompleted, result: ci.JobAgentLost, outcome: ci.JobAgentLost, reason: "agent a1 lost contact (its lease expired)",
+			message: []string{"job retries are off (kkd --job-retries 0)"}},
+		{name: "pending cancel is not retried", maxAttempts: 3, failure: engine.AgentError, detail: "stopped", failures: 1, cancel: true,
+			state: ci.JobCompleted, result: ci.JobCancelled, outcome: ci.JobError, reason: "agent a1 reported an error: stopped",
+			message: []string{"cancelled by user; agent a1 reported an error: stopped"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixtureWith(t, tc.maxAttempts)
+			require.Equal(t, tc.maxAttempts, f.eng.MaxAttempts())
+			f.stage("build", stageCode("root", "", job("compile", "all")))
+			fl := f.flow(nil)
+			r := f.runs(fl.ID)["build"]
+			id := f.jobs(r.ID)[0].ID
+			var got ci.Job
+			for i := 1; i <= tc.failures; i++ {
+				j := f.claim(id, f.agent(fmt.Sprintf("a%d", i)).ID)
+				require.Equal(t, i, j.Attempt)
+				if tc.cancel {
+					_, err := f.eng.CancelJob(f.ctx, id)
+					require.NoError(t, err)
+				}
+				if tc.failure == engine.LeaseExpired {
+					_, err := f.st.RenewLease(f.ctx, id, j.Attempt, time.Now().Add(-time.Second))
+					require.NoError(t, err)
+				}
+				wake, unsubscribe := f.hub.Subscribe(engine.CancelKey(id))
+				var outcome store.FailOutcome
+				var err error
+				got, outcome, err = f.eng.FailAttempt(f.ctx, id, j.Attempt, tc.failure, tc.detail)
+				unsubscribe()
+				require.NoError(t, err)
+				require.NotEqual(t, store.FailNone, outcome)
+				select {
+				case <-wake:
+				default:
+					t.Fatal("the old attempt's held heartbeat was not woken")
+				}
+				_, _, err = f.eng.FailAttempt(f.ctx, id, j.Attempt, tc.failure, tc.detail)
+				require.ErrorIs(t, err, ci.ErrStaleAttempt, "an attempt fails once")
+			}
+			require.Equal(t, got, f.getJob(id))
+			require.Equal(t, tc.state, got.State)
+			require.Equal(t, tc.result, got.Result)
+			for _, part := range tc.message {
+				require.Contains(t, got.Message, part)
+			}
+			if tc.state == ci.JobQueued {
+				require.Empty(t, got.Message)
+				require.Equal(t, ci.RunInProgress, f.getRun(r.ID).State)
+			} else {
+				require.Equal(t, ci.RunCompleted, f.getRun(r.ID).State, "the run advances")
+				require.Equal(t, ci.FlowCompleted, f.getFlow(fl.ID).State)
+			}
+			history, err := f.st.ListJobAttempts(f.ctx, id)
+			require.NoError(t, err)
+			require.Len(t, history, tc.failures)
+			last := history[len(history)-1]
+			require.Equal(t, tc.outcome, last.Outcome)
+			require.Equal(t, tc.reason, last.Message)
+		})
+	}
+}
+
+// TestFailAttemptRenewedLease: a lease renewed after the watchdog saw it
+// expire keeps the attempt alive.
+func TestFailAttemptRenewedLease(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.stage("build", stageCode("root", "", job("compile", "all")))
+	fl := f.flow(nil)
+	j := f.claim(f.jobs(f.runs(fl.ID)["build"].ID)[0].ID, f.agent("a1").ID)
+	got, outcome, err := f.eng.FailAttempt(f.ctx, j.ID, j.Attempt, engine.LeaseExpired, "")
+	require.NoError(t, err)
+	require.Equal(t, store.FailNone, outcome)
+	require.Equal(t, ci.JobAssigned, got.State)
+	require.Equal(t, j.Attempt, f.getJob(j.ID).Attempt)
+
+	// Other failures do not depend on the lease.
+	_, outcome, err = f.eng.FailAttempt(f.ctx, j.ID, j.Attempt, engine.AgentRestarted, "")
+	require.NoError(t, err)
+	require.Equal(t, store.FailRequeued, outcome)
 }

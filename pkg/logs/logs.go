@@ -1,8 +1,8 @@
 // Package logs ingests step output chunks and serves job logs, including a
 // live tail that follows a running job until it completes.
 //
-// Chunks are stored in order per (job, step, seq) by the store; ingestion is
-// idempotent. Followers subscribe to the job's key in the notify hub before
+// Chunks are stored in order per (job, attempt, step, seq) by the store, which
+// fences them by attempt; ingestion is idempotent. Followers subscribe to the job's key in the notify hub before
 // reading, so a chunk stored between a read and the wait is never missed.
 package logs
 
@@ -36,7 +36,7 @@ type Service struct {
 func (s *Service) Append(ctx context.Context, c ci.LogChunk) error {
 	inserted, err := s.Store.AppendLog(ctx, c)
 	if err != nil {
-		return fmt.Errorf("append log chunk job %d step %d seq %d: %w", c.JobID, c.Step, c.Seq, err)
+		return fmt.Errorf("append log chunk job %d attempt %d step %d seq %d: %w", c.JobID, c.Attempt, c.Step, c.Seq, err)
 	}
 	if inserted {
 		s.Hub.Publish(Key(c.JobID))
@@ -57,12 +57,18 @@ const pageSize = 256
 // completed and every chunk has been written, or when ctx is done. When w is
 // an http.Flusher it is flushed after every batch.
 //
-// Each step has its own read position, because steps do not write in turn: a
-// background step keeps appending to its log while later steps run. Whenever
-// output comes from another step than the previous output, a header line names
-// the step again. When the job starts over on a new attempt (it was requeued
-// and its log discarded), a followed stream says so and shows the new
-// attempt's log from its beginning.
+// Every attempt of the job keeps its own log. When the job has more than one
+// attempt, a separator line "==> attempt N (agent NAME)" precedes each
+// attempt's output; a follower that started during attempt 1 shows attempt 1,
+// then the separator of attempt 2 as soon as another agent took the job, then
+// attempt 2 as it streams. An attempt's log is final once a later attempt
+// exists (the store fences the old one's writes), so it is read to its end
+// before the next one starts.
+//
+// Within an attempt each step has its own read position, because steps do
+// not write in turn: a background step keeps appending to its log while later
+// steps run. Whenever output comes from another step than the previous
+// output, a header line names the step again.
 func (s *Service) Stream(ctx context.Context, w io.Writer, jobID int64, opts StreamOpts) error {
 	var wake <-chan struct{}
 	if opts.Follow {
@@ -77,39 +83,19 @@ func (s *Service) Stream(ctx context.Context, w io.Writer, jobID int64, opts Str
 	timer := time.NewTimer(fallback)
 	defer timer.Stop()
 	flusher, _ := w.(http.Flusher)
-	after := map[int]int64{} // step → seq of the last chunk written
-	headerStep := -1
-	attempt := -1
-	wrote := false
+	st := &streamState{w: w, jobID: jobID, opts: opts, after: map[int]int64{}, headerStep: -1}
 	for {
 		// Read the job state before the chunks: if it is completed now, every
-		// chunk was stored before, so the reads below get them all.
+		// chunk was stored before, so the reads below get them all; and if it
+		// is at attempt N, every chunk of the attempts before N is stored.
 		job, err := s.Store.GetJob(ctx, jobID)
 		if err != nil {
 			return fmt.Errorf("get job %d: %w", jobID, err)
 		}
-		if job.Attempt != attempt {
-			if wrote {
-				if _, err := fmt.Fprintf(w, "==> job restarted: attempt %d\n", job.Attempt); err != nil {
-					return err
-				}
-				clear(after)
-				headerStep = -1
-			}
-			attempt = job.Attempt
+		written, err := s.copyAttempts(ctx, st, job)
+		if err != nil {
+			return err
 		}
-		written := 0
-		for _, st := range job.Steps {
-			if opts.Step >= 0 && st.Index != opts.Step {
-				continue
-			}
-			n, err := s.copyStep(ctx, w, job, st.Index, after, &headerStep, opts.Step < 0)
-			if err != nil {
-				return err
-			}
-			written += n
-		}
-		wrote = wrote || written > 0
 		if flusher != nil && written > 0 {
 			flusher.Flush()
 		}
@@ -132,30 +118,106 @@ func (s *Service) Stream(ctx context.Context, w io.Writer, jobID int64, opts Str
 	}
 }
 
-// copyStep writes the step's chunks after after[step] and advances it; with
-// headers it writes a header first when the previous output was another step's.
-func (s *Service) copyStep(ctx context.Context, w io.Writer, job ci.Job, step int, after map[int]int64, headerStep *int, headers bool) (int, error) {
+// streamState is where a Stream is in the job's log.
+type streamState struct {
+	w          io.Writer
+	jobID      int64
+	opts       StreamOpts
+	attempt    int           // the attempt being written; 0 before the first
+	after      map[int]int64 // step → seq of the last chunk written in attempt
+	headerStep int           // step of the last header written in attempt
+	agents     map[int]string
+}
+
+// copyAttempts writes what is new in the job's log: the rest of the attempt
+// being written, then every later attempt up to the job's current one, each
+// after its separator.
+func (s *Service) copyAttempts(ctx context.Context, st *streamState, job ci.Job) (int, error) {
+	if job.Attempt == 0 {
+		return 0, nil // no agent took the job yet
+	}
+	n := 0
+	if st.attempt == 0 {
+		st.attempt = 1
+		if job.Attempt > 1 {
+			if err := s.separator(ctx, st, job); err != nil {
+				return n, err
+			}
+			n++
+		}
+	}
+	for {
+		for _, step := range job.Steps {
+			if st.opts.Step >= 0 && step.Index != st.opts.Step {
+				continue
+			}
+			k, err := s.copyStep(ctx, st, job, step.Index)
+			if err != nil {
+				return n, err
+			}
+			n += k
+		}
+		if st.attempt >= job.Attempt {
+			return n, nil
+		}
+		// A later attempt exists: this one's log is complete.
+		st.attempt++
+		clear(st.after)
+		st.headerStep = -1
+		if err := s.separator(ctx, st, job); err != nil {
+			return n, err
+		}
+		n++
+	}
+}
+
+// separator writes the line that starts attempt st.attempt.
+func (s *Service) separator(ctx context.Context, st *streamState, job ci.Job) error {
+	if st.agents == nil || st.agents[st.attempt] == "" {
+		attempts, err := s.Store.ListJobAttempts(ctx, job.ID)
+		if err != nil {
+			return fmt.Errorf("read attempts of job %d: %w", job.ID, err)
+		}
+		st.agents = map[int]string{}
+		for _, a := range attempts {
+			st.agents[a.Attempt] = a.Agent
+		}
+	}
+	line := fmt.Sprintf("==> attempt %d", st.attempt)
+	if name := st.agents[st.attempt]; name != "" {
+		line += " (agent " + name + ")"
+	}
+	_, err := io.WriteString(st.w, line+"\n")
+	return err
+}
+
+// copyStep writes the chunks of the step in attempt st.attempt that come
+// after st.after[step] and advances it; with every step shown it writes a
+// header first when the previous output was another step's.
+func (s *Service) copyStep(ctx context.Context, st *streamState, job ci.Job, step int) (int, error) {
+	headers := st.opts.Step < 0
 	n := 0
 	for {
-		pos, ok := after[step]
+		seq, ok := st.after[step]
 		if !ok {
-			pos = -1
+			seq = -1
 		}
-		chunks, err := s.Store.ReadLogs(ctx, job.ID, step, step, pos, pageSize)
+		pos := store.LogPos{Attempt: st.attempt, Step: step, Seq: seq}
+		chunks, err := s.Store.ReadLogs(ctx, job.ID, st.attempt, step, pos, pageSize)
 		if err != nil {
 			return n, fmt.Errorf("read logs of job %d: %w", job.ID, err)
 		}
 		for _, c := range chunks {
-			if headers && c.Step != *headerStep {
-				if _, err := io.WriteString(w, stepHeader(job, c.Step)); err != nil {
+			if headers && c.Step != st.headerStep {
+				if _, err := io.WriteString(st.w, stepHeader(job, c.Step)); err != nil {
 					return n, err
 				}
-				*headerStep = c.Step
+				st.headerStep = c.Step
 			}
-			if _, err := w.Write(c.Data); err != nil {
+			if _, err := st.w.Write(c.Data); err != nil {
 				return n, err
 			}
-			after[step] = c.Seq
+			st.after[step] = c.Seq
 			n++
 		}
 		if len(chunks) < pageSize {

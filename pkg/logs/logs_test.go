@@ -22,11 +22,12 @@ import (
 const prompt = 3 * time.Second
 
 type fixture struct {
-	st    *sqlite.Store
-	hub   *notify.Hub
-	svc   *logs.Service
-	job   ci.Job
-	agent ci.Agent
+	st      *sqlite.Store
+	hub     *notify.Hub
+	svc     *logs.Service
+	job     ci.Job
+	agent   ci.Agent
+	attempt int // the job's current attempt: append writes to it
 }
 
 // newFixture opens a store with one job of `steps` steps, claimed by an agent
@@ -56,12 +57,33 @@ func newFixture(t *testing.T, steps int) *fixture {
 	claimed, err := st.ClaimJob(ctx, j.ID, a.ID, time.Minute)
 	require.NoError(t, err)
 	hub := notify.New()
-	return &fixture{st: st, hub: hub, svc: &logs.Service{Store: st, Hub: hub}, job: claimed, agent: a}
+	return &fixture{st: st, hub: hub, svc: &logs.Service{Store: st, Hub: hub}, job: claimed, agent: a, attempt: claimed.Attempt}
 }
 
 func (f *fixture) append(t *testing.T, step int, seq int64, data string) {
 	t.Helper()
-	require.NoError(t, f.svc.Append(context.Background(), ci.LogChunk{JobID: f.job.ID, Step: step, Seq: seq, Data: []byte(data)}))
+	require.NoError(t, f.svc.Append(context.Background(), ci.LogChunk{JobID: f.job.ID, Attempt: f.attempt, Step: step, Seq: seq, Data: []byte(data)}))
+}
+
+// retry fails the current attempt as lost and gives the job to a new agent
+// of that name, as the watchdog and the dispatcher do.
+func (f *fixture) retry(t *testing.T, name string) {
+	t.Helper()
+	ctx := context.Background()
+	_, outcome, err := f.st.FailAttempt(ctx, store.AttemptFailure{JobID: f.job.ID, Attempt: f.attempt, At: time.Now(),
+		Outcome: ci.JobAgentLost, Retry: true})
+	require.NoError(t, err)
+	require.Equal(t, store.FailRequeued, outcome)
+	a, err := f.st.RegisterAgent(ctx, ci.Agent{UUID: "uuid-" + name, Name: name, EnrollHash: "x"}, time.Now())
+	require.NoError(t, err)
+	yes := true
+	a, err = f.st.UpdateAgent(ctx, a.ID, store.AgentUpdate{Authorized: &yes})
+	require.NoError(t, err)
+	j, err := f.st.ClaimJob(ctx, f.job.ID, a.ID, time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, f.attempt+1, j.Attempt)
+	f.attempt = j.Attempt
+	f.hub.Publish(logs.Key(f.job.ID)) // what engine.JobRequeued does
 }
 
 func (f *fixture) complete(t *testing.T) {
@@ -88,14 +110,21 @@ func TestAppendIdempotent(t *testing.T) {
 	require.True(t, woken(), "a new chunk wakes followers")
 	f.append(t, 0, 0, "ONE\n")
 	require.False(t, woken(), "a resent chunk is a no-op")
-	chunks, err := f.st.ReadLogs(context.Background(), f.job.ID, -1, -1, -1, 0)
+	chunks, err := f.st.ReadLogs(context.Background(), f.job.ID, -1, -1, store.LogPos{}, 0)
 	require.NoError(t, err)
 	require.Len(t, chunks, 1)
 	require.Equal(t, "one\n", string(chunks[0].Data))
 
-	err = f.svc.Append(context.Background(), ci.LogChunk{JobID: f.job.ID + 100, Step: 0, Seq: 0, Data: []byte("x")})
+	err = f.svc.Append(context.Background(), ci.LogChunk{JobID: f.job.ID + 100, Attempt: 1, Step: 0, Seq: 0, Data: []byte("x")})
 	require.ErrorIs(t, err, ci.ErrNotFound)
 	require.Contains(t, err.Error(), fmt.Sprintf("job %d", f.job.ID+100))
+
+	// A chunk of an attempt that is over is refused and wakes nobody.
+	f.retry(t, "bob")
+	<-wake
+	err = f.svc.Append(context.Background(), ci.LogChunk{JobID: f.job.ID, Attempt: 1, Step: 0, Seq: 1, Data: []byte("stale")})
+	require.ErrorIs(t, err, ci.ErrStaleAttempt)
+	require.False(t, woken())
 }
 
 func TestStream(t *testing.T) {
@@ -279,11 +308,12 @@ func TestFollowOneStep(t *testing.T) {
 	require.Equal(t, "this\nand this\n", out.String())
 }
 
-// TestFollowRequeue: a requeued job's log starts over; the follower says so
-// and shows the new attempt's chunks, whose seqs start at 0 again.
-func TestFollowRequeue(t *testing.T) {
+// TestFollowRetry: a job retried on another agent keeps the first attempt's
+// log; the follower shows attempt 1, then a separator naming the new agent,
+// then the new attempt's chunks, whose seqs start at 0 again.
+func TestFollowRetry(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, 1)
+	f := newFixture(t, 2)
 	ctx := context.Background()
 	f.append(t, 0, 0, "first 0\n")
 	f.append(t, 0, 1, "first 1\n")
@@ -291,20 +321,56 @@ func TestFollowRequeue(t *testing.T) {
 	done := f.follow(ctx, out, -1)
 	want := "==> step 0: shell (s0)\nfirst 0\nfirst 1\n"
 	out.waitFor(t, want)
+	f.waitSubscribed(t)
 
-	changed, err := f.st.RequeueJob(ctx, f.job.ID, f.job.Attempt)
+	// The last chunk of attempt 1 lands just before the job is retried: it
+	// is shown before the separator, not lost.
+	_, err := f.st.AppendLog(ctx, ci.LogChunk{JobID: f.job.ID, Attempt: 1, Step: 1, Seq: 0, Data: []byte("first late\n")})
 	require.NoError(t, err)
-	require.True(t, changed)
-	j, err := f.st.ClaimJob(ctx, f.job.ID, f.agent.ID, time.Minute)
-	require.NoError(t, err)
-	require.Equal(t, 2, j.Attempt)
+	f.retry(t, "bob")
+	want += "==> step 1: shell (s1)\nfirst late\n==> attempt 2 (agent bob)\n"
+	out.waitFor(t, want)
 	f.append(t, 0, 0, "second 0\n")
-	want += "==> job restarted: attempt 2\n==> step 0: shell (s0)\nsecond 0\n"
+	want += "==> step 0: shell (s0)\nsecond 0\n"
 	out.waitFor(t, want)
 	f.complete(t)
 	f.hub.Publish(logs.Key(f.job.ID))
 	require.NoError(t, waitDone(t, done).err)
 	require.Equal(t, want, out.String())
+}
+
+// TestStreamAttempts: a job with several attempts shows each one's log after
+// a separator, also when only one step is asked for or an attempt wrote nothing.
+func TestStreamAttempts(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 2)
+	f.append(t, 0, 0, "a1 s0\n")
+	f.append(t, 1, 0, "a1 s1\n")
+	f.retry(t, "bob")
+	f.retry(t, "carol") // bob's attempt wrote nothing
+	f.append(t, 0, 0, "a3 s0\n")
+	f.append(t, 1, 0, "a3 s1\n")
+	f.complete(t)
+	tests := []struct {
+		name string
+		step int
+		want string
+	}{
+		{name: "every step", step: -1, want: "==> attempt 1 (agent alice)\n==> step 0: shell (s0)\na1 s0\n==> step 1: shell (s1)\na1 s1\n" +
+			"==> attempt 2 (agent bob)\n" +
+			"==> attempt 3 (agent carol)\n==> step 0: shell (s0)\na3 s0\n==> step 1: shell (s1)\na3 s1\n"},
+		{name: "one step", step: 1, want: "==> attempt 1 (agent alice)\na1 s1\n==> attempt 2 (agent bob)\n==> attempt 3 (agent carol)\na3 s1\n"},
+	}
+	for _, tc := range tests {
+		for _, follow := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/follow=%v", tc.name, follow), func(t *testing.T) {
+				t.Parallel()
+				var buf bytes.Buffer
+				require.NoError(t, f.svc.Stream(context.Background(), &buf, f.job.ID, logs.StreamOpts{Step: tc.step, Follow: follow}))
+				require.Equal(t, tc.want, buf.String())
+			})
+		}
+	}
 }
 
 func TestFollowCompletedJobReturnsAtOnce(t *testing.T) {
@@ -340,7 +406,7 @@ func TestFollowFallback(t *testing.T) {
 	out := newSyncBuffer()
 	done := f.follow(context.Background(), out, -1)
 	f.waitSubscribed(t)
-	_, err := f.st.AppendLog(context.Background(), ci.LogChunk{JobID: f.job.ID, Step: 0, Seq: 0, Data: []byte("quiet\n")})
+	_, err := f.st.AppendLog(context.Background(), ci.LogChunk{JobID: f.job.ID, Attempt: f.attempt, Step: 0, Seq: 0, Data: []byte("quiet\n")})
 	require.NoError(t, err)
 	out.waitFor(t, "==> step 0: shell (s0)\nquiet\n")
 	f.complete(t) // no Publish

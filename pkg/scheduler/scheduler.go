@@ -15,8 +15,10 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -315,4 +317,78 @@ func Matches(a ci.Agent, j ci.Job) bool {
 		return false
 	}
 	return true
+}
+
+// Candidate is an agent as WaitReason sees it: the agent and its displayed
+// state in this kkd.
+type Candidate struct {
+	Agent ci.Agent
+	State ci.AgentState
+}
+
+// WaitReason says why the queued job j waits, from the agents kkd knows and
+// whether j's agents group exists. The checks go from the most fundamental
+// to the most passing: no agent in the group; none with the job's executor;
+// none running the job's system; the capable ones disabled, lost or missing;
+// the usable ones all busy; else the job waits for its turn.
+func WaitReason(j ci.Job, agents []Candidate, groupExists bool) string {
+	executor := j.Executor
+	if executor == "" {
+		executor = ci.ExecutorLocal
+	}
+	var members, capable, matching []Candidate
+	for _, c := range agents {
+		if c.Agent.Authorized && slices.Contains(c.Agent.Groups, j.Group) {
+			members = append(members, c)
+		}
+	}
+	if len(members) == 0 {
+		if !groupExists {
+			return fmt.Sprintf("agents group %q does not exist: create it with `kk group create %s` and add agents to it", j.Group, j.Group)
+		}
+		return fmt.Sprintf("no agent in group %q: add one with `kk group add %s AGENT`", j.Group, j.Group)
+	}
+	for _, c := range members {
+		if slices.Contains(c.Agent.HostInfo.Executors(), executor) {
+			capable = append(capable, c)
+		}
+	}
+	if len(capable) == 0 {
+		return fmt.Sprintf("no agent in group %q has the %s executor", j.Group, executor)
+	}
+	for _, c := range capable {
+		if executor != ci.ExecutorLocal || j.System == ci.SystemAny || j.System == c.Agent.HostInfo.System {
+			matching = append(matching, c)
+		}
+	}
+	if len(matching) == 0 {
+		var systems []string
+		for _, c := range capable {
+			if s := c.Agent.HostInfo.System; s != "" && !slices.Contains(systems, s) {
+				systems = append(systems, s)
+			}
+		}
+		slices.Sort(systems)
+		return fmt.Sprintf("no agent in group %q runs system %q (they run %s)", j.Group, j.System, strings.Join(systems, ", "))
+	}
+	var usable, unusable []string
+	busy := 0
+	for _, c := range matching {
+		switch c.State {
+		case ci.AgentDisabled, ci.AgentLostContact, ci.AgentMissing, ci.AgentDiscovered:
+			unusable = append(unusable, fmt.Sprintf("%s: %s", c.Agent.Name, c.State))
+		default:
+			usable = append(usable, c.Agent.Name)
+			if c.Agent.JobID != 0 {
+				busy++
+			}
+		}
+	}
+	switch {
+	case len(usable) == 0:
+		return fmt.Sprintf("the agents of group %q that can run it are disabled or lost (%s)", j.Group, strings.Join(unusable, ", "))
+	case busy == len(usable):
+		return fmt.Sprintf("agents of group %q are all busy (%d)", j.Group, busy)
+	}
+	return "waiting for a free agent"
 }

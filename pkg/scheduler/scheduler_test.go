@@ -521,3 +521,58 @@ func TestWaitTimeoutNeverLosesJob(t *testing.T) {
 		})
 	}
 }
+
+func TestWaitReason(t *testing.T) {
+	t.Parallel()
+	agent := func(name, system string, groups []string, state ci.AgentState, mod ...func(*ci.Agent)) scheduler.Candidate {
+		a := ci.Agent{Name: name, Authorized: state != ci.AgentDiscovered, Groups: groups, HostInfo: ci.HostInfo{System: system}}
+		if state == ci.AgentBuilding || state == ci.AgentPreparing {
+			a.JobID = 99
+		}
+		for _, m := range mod {
+			m(&a)
+		}
+		return scheduler.Candidate{Agent: a, State: state}
+	}
+	docker := func(a *ci.Agent) { a.HostInfo.Docker = "27.0" }
+	linux := []string{"all", "linux"}
+	local := ci.Job{Group: "linux", System: ci.SystemAny, Executor: ci.ExecutorLocal}
+	tests := []struct {
+		name        string
+		job         ci.Job
+		agents      []scheduler.Candidate
+		groupExists bool
+		want        string
+	}{
+		{"group missing", ci.Job{Group: "gpu", System: ci.SystemAny}, nil, false,
+			`agents group "gpu" does not exist: create it with ` + "`kk group create gpu`" + ` and add agents to it`},
+		{"empty group", local, []scheduler.Candidate{agent("a", "debian-12", []string{"all"}, ci.AgentIdle)}, true,
+			`no agent in group "linux": add one with ` + "`kk group add linux AGENT`"},
+		{"only a discovered agent", local, []scheduler.Candidate{agent("a", "debian-12", linux, ci.AgentDiscovered)}, true,
+			`no agent in group "linux": add one with ` + "`kk group add linux AGENT`"},
+		{"no lxd", ci.Job{Group: "linux", System: "debian-12", Executor: ci.ExecutorLXD},
+			[]scheduler.Candidate{agent("a", "debian-12", linux, ci.AgentIdle, docker)}, true,
+			`no agent in group "linux" has the lxd executor`},
+		{"system of docker jobs is the image's", ci.Job{Group: "linux", System: "alpine:3", Executor: ci.ExecutorDocker},
+			[]scheduler.Candidate{agent("a", "debian-12", linux, ci.AgentIdle, docker)}, true, "waiting for a free agent"},
+		{"other system", ci.Job{Group: "linux", System: "ubuntu-22.04"},
+			[]scheduler.Candidate{agent("a", "debian-12", linux, ci.AgentIdle), agent("b", "debian-12", linux, ci.AgentIdle)}, true,
+			`no agent in group "linux" runs system "ubuntu-22.04" (they run debian-12)`},
+		{"lost and disabled", local,
+			[]scheduler.Candidate{agent("a", "debian-12", linux, ci.AgentLostContact), agent("b", "debian-12", linux, ci.AgentDisabled)}, true,
+			`the agents of group "linux" that can run it are disabled or lost (a: lost_contact, b: disabled)`},
+		{"busy and lost", local,
+			[]scheduler.Candidate{agent("a", "debian-12", linux, ci.AgentBuilding), agent("b", "debian-12", linux, ci.AgentLostContact),
+				agent("c", "debian-12", linux, ci.AgentPreparing)}, true,
+			`agents of group "linux" are all busy (2)`},
+		{"idle agent", local,
+			[]scheduler.Candidate{agent("a", "debian-12", linux, ci.AgentBuilding), agent("b", "debian-12", linux, ci.AgentIdle)}, true,
+			"waiting for a free agent"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			require.Equal(t, tc.want, scheduler.WaitReason(tc.job, tc.agents, tc.groupExists))
+		})
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/kraken-go/kk/pkg/ci"
 	"github.com/kraken-go/kk/pkg/engine"
 	"github.com/kraken-go/kk/pkg/logs"
+	"github.com/kraken-go/kk/pkg/store"
 )
 
 var validAgentName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
@@ -184,26 +185,26 @@ func (s *Server) agentWork(w http.ResponseWriter, r *http.Request) error {
 			return s.writeAssignment(w, r, j)
 		case err == nil && j.State == ci.JobRunning && j.AgentID == a.ID:
 			// The agent asks for work while the server thinks it runs a job: the
-			// agent restarted and its copy of the job is gone. Retry the job.
-			if _, err := s.cfg.Store.RequeueJob(ctx, j.ID, j.Attempt); err != nil && !errors.Is(err, ci.ErrStaleAttempt) {
+			// agent restarted and its copy of the job is gone. The engine retries
+			// the job (or gives up, or completes a pending cancel) and wakes the
+			// old attempt's held heartbeat, the job's followers and the dispatcher.
+			_, outcome, err := s.cfg.Engine.FailAttempt(ctx, j.ID, j.Attempt, engine.AgentRestarted, "")
+			if err != nil && !errors.Is(err, ci.ErrStaleAttempt) && !errors.Is(err, ci.ErrNotFound) {
 				return err
 			}
-			s.cfg.Logger.Warn("agent came back without its job; job requeued", "agent_id", a.ID, "job_id", j.ID, "attempt", j.Attempt)
-			// Wake the old attempt's held heartbeat (it answers stale_attempt at
-			// once) and the job's log followers (its log starts over).
-			s.cfg.Hub.Publish(engine.CancelKey(j.ID))
-			s.cfg.Hub.Publish(logs.Key(j.ID))
-			s.cfg.Dispatcher.Kick()
+			s.cfg.Logger.Warn("agent came back without its job", "agent_id", a.ID, "job_id", j.ID, "attempt", j.Attempt, "requeued", outcome == store.FailRequeued)
 		}
 	}
 	if a.Disabled || wait == 0 {
 		if a.Disabled && wait > 0 {
+			release := s.hold(ctx, a.ID)
 			t := time.NewTimer(wait)
-			defer t.Stop()
 			select {
 			case <-t.C:
 			case <-ctx.Done():
 			}
+			t.Stop()
+			release()
 		}
 		w.WriteHeader(http.StatusNoContent)
 		return nil
@@ -214,7 +215,9 @@ func (s *Server) agentWork(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	release := s.hold(ctx, a.ID)
 	j, ok := s.cfg.Dispatcher.Wait(wctx, fresh)
+	release()
 	if !ok {
 		w.WriteHeader(http.StatusNoContent)
 		return nil
@@ -312,6 +315,22 @@ func (s *Server) agentJob(r *http.Request, attempt int) (ci.Job, error) {
 	return j, nil
 }
 
+// agentJobDone loads {id} for an idempotent write (log chunk, completion):
+// besides the calling agent's current attempt, the attempt of this agent
+// that completed the job is accepted (done=true); the store then tells a
+// retry from a new write.
+func (s *Server) agentJobDone(r *http.Request, attempt int) (j ci.Job, done bool, err error) {
+	j, err = s.agentJob(r, attempt)
+	var ae *api.Error
+	if err == nil || !errors.As(err, &ae) || ae.Code != api.CodeStaleAttempt {
+		return j, false, err
+	}
+	if j.ID != 0 && j.State == ci.JobCompleted && j.Attempt == attempt && j.AgentID == agentFrom(r).ID {
+		return j, true, nil
+	}
+	return j, false, err
+}
+
 // currentAttempt reports whether attempt is the job's current attempt and
 // belongs to agent agentID: the job is assigned to or run by that agent under
 // that attempt number (a requeued job is queued until its next claim).
@@ -361,34 +380,40 @@ func (s *Server) agentHeartbeat(w http.ResponseWriter, r *http.Request) error {
 	wake, unsubscribe := s.cfg.Hub.Subscribe(engine.CancelKey(j.ID))
 	defer unsubscribe()
 	lease := s.cfg.Dispatcher.Lease()
-	if _, err := s.cfg.Store.RenewLease(ctx, j.ID, req.Attempt, s.cfg.Now().Add(lease)); err != nil {
+	renewed, err := s.cfg.Store.RenewLease(ctx, j.ID, req.Attempt, s.cfg.Now().Add(lease))
+	if err != nil {
 		return staleOr(err)
 	}
 	if err := s.cfg.Store.TouchAgent(ctx, a.ID, s.cfg.Now(), nil); err != nil {
 		return err
 	}
-	resp := api.HeartbeatResponse{LeaseSeconds: int(lease / time.Second)}
-	if _, ok := s.cfg.Engine.CancelRequested(j.ID); ok || wait == 0 {
-		resp.Cancel = ok
+	resp := api.HeartbeatResponse{LeaseSeconds: int(lease / time.Second), Cancel: renewed.CancelRequested != nil}
+	if resp.Cancel || wait == 0 {
 		return writeJSON(w, http.StatusOK, resp)
 	}
+	release := s.hold(ctx, a.ID)
 	t := time.NewTimer(wait)
-	defer t.Stop()
 	select {
 	case <-wake:
 	case <-t.C:
 	case <-ctx.Done():
+	}
+	t.Stop()
+	release()
+	if ctx.Err() != nil {
 		// The agent hung up or kkd is shutting down; in the latter case the
 		// agent gets an envelope it retries, not an empty 200.
 		return api.Errorf(http.StatusServiceUnavailable, api.CodeUnavailable, "kkd is shutting down: retry the heartbeat")
 	}
-	_, resp.Cancel = s.cfg.Engine.CancelRequested(j.ID)
-	if !resp.Cancel {
-		// The job may have been completed or requeued meanwhile (fencing).
-		if cur, err := s.cfg.Store.GetJob(ctx, j.ID); errors.Is(err, ci.ErrNotFound) || (err == nil && !currentAttempt(cur, a.ID, req.Attempt)) {
-			return api.Errorf(http.StatusConflict, api.CodeStaleAttempt, "job %d attempt %d is no longer current: stop it", j.ID, req.Attempt)
-		}
+	// The job may have been cancelled, completed or requeued meanwhile.
+	cur, err := s.cfg.Store.GetJob(ctx, j.ID)
+	if err != nil && !errors.Is(err, ci.ErrNotFound) {
+		return err
 	}
+	if err != nil || !currentAttempt(cur, a.ID, req.Attempt) {
+		return api.Errorf(http.StatusConflict, api.CodeStaleAttempt, "job %d attempt %d is no longer current: stop it", j.ID, req.Attempt)
+	}
+	resp.Cancel = cur.CancelRequested != nil
 	return writeJSON(w, http.StatusOK, resp)
 }
 
@@ -411,7 +436,9 @@ func (s *Server) agentLogs(w http.ResponseWriter, r *http.Request) error {
 	if err != nil || seq < 0 {
 		return badRequest("seq=%q: give the chunk's sequence number (>= 0)", q.Get("seq"))
 	}
-	j, err := s.agentJob(r, attempt)
+	// A chunk of the attempt that completed the job may be a retry of one
+	// whose answer was lost: the store accepts it if it has it already.
+	j, _, err := s.agentJobDone(r, attempt)
 	if err != nil {
 		return err
 	}
@@ -423,8 +450,10 @@ func (s *Server) agentLogs(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return badRequest("read log chunk: %v (chunks are limited to %d bytes)", err, maxLogChunk)
 	}
-	if err := s.cfg.Logs.Append(r.Context(), ci.LogChunk{JobID: j.ID, Step: idx, Seq: seq, Data: data}); err != nil {
-		return err
+	// The store fences the chunk by attempt in the same transaction that
+	// stores it, so a requeue racing this request cannot let a stale chunk in.
+	if err := s.cfg.Logs.Append(r.Context(), ci.LogChunk{JobID: j.ID, Attempt: attempt, Step: idx, Seq: seq, Data: data}); err != nil {
+		return staleOr(err)
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
@@ -476,18 +505,48 @@ func (s *Server) agentComplete(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	// Completion is idempotent: a retry after a lost response succeeds.
-	if j, err := s.cfg.Store.GetJob(r.Context(), id); err == nil && j.State == ci.JobCompleted && j.Attempt == req.Attempt && j.AgentID == agentFrom(r).ID {
+	ctx := r.Context()
+	j, done, err := s.agentJobDone(r, req.Attempt)
+	if err != nil {
+		if s.attemptEndedAs(ctx, id, req.Attempt, agentFrom(r).ID, req.Result) {
+			// A retry of an error report that failed the attempt (the job was
+			// retried on a new attempt meanwhile): the first one counted.
+			w.WriteHeader(http.StatusNoContent)
+			return nil
+		}
+		return err
+	}
+	if done {
+		// Completion is idempotent: a retry after a lost response succeeds
+		// and the first completion stands.
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	}
-	j, err := s.agentJob(r, req.Attempt)
-	if err != nil {
-		return err
+	if req.Result == ci.JobError {
+		// An infrastructure failure (the executor failed, kkagent was
+		// stopped in the middle of the job): retried under the retry policy.
+		_, _, err = s.cfg.Engine.FailAttempt(ctx, j.ID, req.Attempt, engine.AgentError, req.Message)
+	} else {
+		_, err = s.cfg.Engine.CompleteJob(ctx, j.ID, req.Attempt, req.Result, req.Message)
 	}
-	if _, err := s.cfg.Engine.CompleteJob(r.Context(), j.ID, req.Attempt, req.Result, req.Message); err != nil {
+	if err != nil {
 		return staleOr(err)
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// attemptEndedAs reports whether the agent's attempt of the job ended with
+// outcome in the job's history.
+func (s *Server) attemptEndedAs(ctx context.Context, jobID int64, attempt int, agentID int64, outcome ci.JobResult) bool {
+	history, err := s.cfg.Store.ListJobAttempts(ctx, jobID)
+	if err != nil {
+		return false
+	}
+	for _, a := range history {
+		if a.Attempt == attempt {
+			return a.AgentID == agentID && a.Finished != nil && a.Outcome == outcome
+		}
+	}
+	return false
 }

@@ -253,7 +253,7 @@ func TestAgentIdentityFromCredential(t *testing.T) {
 	// Bob's retry of a completion that never was his is still refused.
 	e.call(t, "POST", fmt.Sprintf("/agent/jobs/%d/complete", j.ID), api.CompleteJob{Attempt: 1, Result: ci.JobOK}, bob.cred).
 		envelope(t, http.StatusConflict, api.CodeStaleAttempt)
-	chunks, err := e.st.ReadLogs(context.Background(), j.ID, -1, -1, -1, 0)
+	chunks, err := e.st.ReadLogs(context.Background(), j.ID, -1, -1, store.LogPos{}, 0)
 	require.NoError(t, err)
 	require.Len(t, chunks, 1)
 	require.Equal(t, "alice output\n", string(chunks[0].Data))
@@ -271,9 +271,10 @@ func TestStaleAttempt(t *testing.T) {
 	e.call(t, "POST", fmt.Sprintf("/agent/jobs/%d/start", j.ID), api.AttemptRequest{Attempt: 1}, alice.cred).ok(t, http.StatusNoContent, nil)
 
 	// What the watchdog does when the lease expires.
-	changed, err := e.st.RequeueJob(context.Background(), j.ID, 1)
+	_, outcome, err := e.st.FailAttempt(context.Background(), store.AttemptFailure{JobID: j.ID, Attempt: 1, At: time.Now(),
+		Outcome: ci.JobAgentLost, Retry: true})
 	require.NoError(t, err)
-	require.True(t, changed)
+	require.Equal(t, store.FailRequeued, outcome)
 
 	before := e.snapshot(t)
 	for _, w := range agentWrites(j.ID, 1) {
@@ -421,7 +422,7 @@ func TestLogChunksIdempotent(t *testing.T) {
 			} else {
 				r.ok(t, s.status, nil)
 			}
-			chunks, err := e.st.ReadLogs(context.Background(), j.ID, -1, -1, -1, 0)
+			chunks, err := e.st.ReadLogs(context.Background(), j.ID, -1, -1, store.LogPos{}, 0)
 			require.NoError(t, err)
 			require.Len(t, chunks, s.stored)
 		})
@@ -542,6 +543,12 @@ func TestJobLifecycle(t *testing.T) {
 	require.Equal(t, "alice", jd.Agent)
 	require.Equal(t, []ci.StepStatus{ci.StepOK, ci.StepFailed}, []ci.StepStatus{jd.Steps[0].Status, jd.Steps[1].Status})
 	require.Equal(t, &exit2, jd.Steps[1].ExitCode)
+	require.Empty(t, jd.WaitReason)
+	require.Len(t, jd.Attempts, 1)
+	require.Equal(t, "alice", jd.Attempts[0].Agent)
+	require.Equal(t, ci.JobFailed, jd.Attempts[0].Outcome)
+	require.Equal(t, "step 1 failed", jd.Attempts[0].Message)
+	require.NotNil(t, jd.Attempts[0].Started)
 
 	var fd api.FlowDetail
 	e.user(t, "GET", fmt.Sprintf("/flows/%d", j.FlowID), nil).ok(t, http.StatusOK, &fd)

@@ -24,16 +24,16 @@ func (s *Server) agentView(ctx context.Context, a ci.Agent) api.Agent {
 			job = &j
 		}
 	}
-	seen := a.LastSeen != nil && !a.LastSeen.Before(s.cfg.StartedAt)
+	state, seen := s.agentState(a, job)
 	groups := a.Groups
 	if groups == nil {
 		groups = []string{}
 	}
 	return api.Agent{
-		ID: a.ID, Name: a.Name, UUID: a.UUID, State: a.State(s.cfg.Now(), seen, job),
+		ID: a.ID, Name: a.Name, UUID: a.UUID, State: state,
 		Address: a.Address, Authorized: a.Authorized, Disabled: a.Disabled, Groups: groups,
 		HostInfo: a.HostInfo, Executors: a.HostInfo.Executors(), JobID: a.JobID,
-		LastSeen: a.LastSeen, Created: a.Created,
+		LastSeen: seen, Created: a.Created,
 	}
 }
 
@@ -165,20 +165,84 @@ func (s *Server) disableAgent(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) deleteAgent(w http.ResponseWriter, r *http.Request) error {
-	a, err := s.agent(r.Context(), r.PathValue("a"))
+	ctx := r.Context()
+	a, err := s.agent(ctx, r.PathValue("a"))
 	if err != nil {
 		return err
 	}
-	if err := s.cfg.Store.DeleteAgent(r.Context(), a.ID); err != nil {
+	force := false
+	switch v := r.URL.Query().Get("force"); v {
+	case "", "0", "false":
+	case "1", "true":
+		force = true
+	default:
+		return badRequest("force=%q: use true or false", v)
+	}
+	if force && a.JobID != 0 {
+		if a, err = s.cancelAgentJob(ctx, a); err != nil {
+			return err
+		}
+	}
+	if err := s.cfg.Store.DeleteAgent(ctx, a.ID); err != nil {
 		if errors.Is(err, ci.ErrConflict) {
-			return conflictf("agent %s is running job %d: cancel it (`kk job cancel %d`) or wait, then delete the agent", a.Name, a.JobID, a.JobID)
+			cur, _ := s.cfg.Store.GetAgent(ctx, a.ID)
+			return conflictf("agent %s is running job %d: wait for it, cancel it (`kk job cancel %d`) or delete the agent with --force, which cancels the job", a.Name, cur.JobID, cur.JobID)
 		}
 		return err
 	}
 	a.Authorized = false
 	s.cfg.Dispatcher.Refresh(a)
+	s.cfg.Logger.Info("agent deleted", "agent_id", a.ID, "agent", a.Name, "force", force, "user", userFrom(r).Name)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// cancelAgentJob frees an agent that is about to be deleted: it is disabled
+// first (so no new job is claimed for it meanwhile), then its current job is
+// completed cancelled. The agent learns it on its heartbeat, as for any cancel.
+func (s *Server) cancelAgentJob(ctx context.Context, a ci.Agent) (ci.Agent, error) {
+	yes := true
+	a, err := s.cfg.Store.UpdateAgent(ctx, a.ID, store.AgentUpdate{Disabled: &yes})
+	if err != nil {
+		return a, err
+	}
+	s.cfg.Dispatcher.Refresh(a)
+	if a.JobID == 0 {
+		return a, nil
+	}
+	j, err := s.cfg.Store.GetJob(ctx, a.JobID)
+	if err != nil {
+		return a, err
+	}
+	msg := fmt.Sprintf("cancelled: its agent %s was deleted (kk agent delete --force)", a.Name)
+	if _, err := s.cfg.Engine.CompleteJob(ctx, j.ID, j.Attempt, ci.JobCancelled, msg); err != nil && !errors.Is(err, ci.ErrStaleAttempt) {
+		return a, err
+	}
+	s.cfg.Logger.Warn("job cancelled: its agent is being deleted", "job_id", j.ID, "attempt", j.Attempt, "agent_id", a.ID, "agent", a.Name)
+	return s.cfg.Store.GetAgent(ctx, a.ID)
+}
+
+// rotateAgentToken revokes the agent's credential. The agent's next call is
+// refused with 401; the agent then registers again with its enroll secret
+// and receives a new credential. Its held work poll ends at once, so no job
+// is handed out on the revoked credential.
+func (s *Server) rotateAgentToken(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	a, err := s.agent(ctx, r.PathValue("a"))
+	if err != nil {
+		return err
+	}
+	if !a.Authorized {
+		return conflictf("agent %s is not authorized, so it has no credential to rotate: authorize it with `kk agent authorize %s`", a.Name, a.Name)
+	}
+	if err := s.cfg.Store.SetAgentCredential(ctx, a.ID, ""); err != nil {
+		return err
+	}
+	revoked := a
+	revoked.Authorized = false // ends its held work poll; its next poll gets 401
+	s.cfg.Dispatcher.Refresh(revoked)
+	s.cfg.Logger.Info("agent credential revoked for rotation", "agent_id", a.ID, "agent", a.Name, "user", userFrom(r).Name)
+	return writeJSON(w, http.StatusOK, s.agentView(ctx, a))
 }
 
 func (s *Server) groupView(ctx context.Context, g ci.Group) (api.Group, error) {

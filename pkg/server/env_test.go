@@ -60,7 +60,8 @@ type env struct {
 	shutdown context.CancelFunc
 }
 
-func newEnv(t testing.TB) *env {
+// newEnv builds an env; opts adjust the server's config (its clock, say).
+func newEnv(t testing.TB, opts ...func(*server.Config)) *env {
 	t.Helper()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "kk.db"), nil)
@@ -71,10 +72,14 @@ func newEnv(t testing.TB) *env {
 	hub := notify.New()
 	disp := scheduler.New(scheduler.Config{Store: st, Logger: log, Lease: 30 * time.Second})
 	eng := engine.New(engine.Config{Store: st, Hub: hub, Dispatcher: disp, Logger: log})
-	srv := server.New(server.Config{
+	cfg := server.Config{
 		Store: st, Engine: eng, Dispatcher: disp, Hub: hub, Logger: log, Version: "test",
 		Logs: &logs.Service{Store: st, Hub: hub, Logger: log}, RegistrationKeys: []string{regKey},
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	srv := server.New(cfg)
 
 	runCtx, stop := context.WithCancel(ctx)
 	ts := httptest.NewUnstartedServer(srv)
@@ -392,7 +397,7 @@ func (e *env) snapshot(t testing.TB) snapshot {
 				require.NoError(t, err)
 				s.Jobs = append(s.Jobs, js...)
 				for _, j := range js {
-					cs, err := e.st.ReadLogs(ctx, j.ID, -1, -1, -1, 0)
+					cs, err := e.st.ReadLogs(ctx, j.ID, -1, -1, store.LogPos{}, 0)
 					require.NoError(t, err)
 					s.Logs = append(s.Logs, cs...)
 				}

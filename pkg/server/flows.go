@@ -9,6 +9,7 @@ import (
 	"github.com/kraken-go/kk/pkg/api"
 	"github.com/kraken-go/kk/pkg/ci"
 	"github.com/kraken-go/kk/pkg/logs"
+	"github.com/kraken-go/kk/pkg/scheduler"
 	"github.com/kraken-go/kk/pkg/store"
 )
 
@@ -82,19 +83,33 @@ func (s *Server) getFlow(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, d)
 }
 
-// agentNames maps agent ids to names for job details.
-type agentNames map[int64]string
+// jobInfo is what job details need besides the jobs: the agents' names and,
+// for the wait reasons of queued jobs, their states and the groups.
+type jobInfo struct {
+	names  map[int64]string
+	agents []scheduler.Candidate
+	groups map[string]bool
+}
 
-func (s *Server) agentNames(ctx context.Context) (agentNames, error) {
+func (s *Server) jobInfo(ctx context.Context) (jobInfo, error) {
 	as, err := s.cfg.Store.ListAgents(ctx, store.ListAgentsOpts{})
 	if err != nil {
-		return nil, err
+		return jobInfo{}, err
 	}
-	m := agentNames{}
+	gs, err := s.cfg.Store.ListGroups(ctx)
+	if err != nil {
+		return jobInfo{}, err
+	}
+	info := jobInfo{names: map[int64]string{}, groups: map[string]bool{}}
 	for _, a := range as {
-		m[a.ID] = a.Name
+		info.names[a.ID] = a.Name
+		state, _ := s.agentState(a, nil)
+		info.agents = append(info.agents, scheduler.Candidate{Agent: a, State: state})
 	}
-	return m, nil
+	for _, g := range gs {
+		info.groups[g.Name] = true
+	}
+	return info, nil
 }
 
 func (s *Server) flowDetail(ctx context.Context, f ci.Flow) (api.FlowDetail, error) {
@@ -112,12 +127,12 @@ func (s *Server) flowDetail(ctx context.Context, f ci.Flow) (api.FlowDetail, err
 	if err != nil {
 		return d, err
 	}
-	names, err := s.agentNames(ctx)
+	info, err := s.jobInfo(ctx)
 	if err != nil {
 		return d, err
 	}
 	for _, run := range runs {
-		rd, err := s.runDetail(ctx, run, names)
+		rd, err := s.runDetail(ctx, run, info)
 		if err != nil {
 			return d, err
 		}
@@ -126,23 +141,26 @@ func (s *Server) flowDetail(ctx context.Context, f ci.Flow) (api.FlowDetail, err
 	return d, nil
 }
 
-func (s *Server) runDetail(ctx context.Context, run ci.Run, names agentNames) (api.RunDetail, error) {
+func (s *Server) runDetail(ctx context.Context, run ci.Run, info jobInfo) (api.RunDetail, error) {
 	rd := api.RunDetail{Run: run, Name: run.StageName, Jobs: []api.JobDetail{}}
 	jobs, err := s.cfg.Store.ListJobs(ctx, run.ID)
 	if err != nil {
 		return rd, err
 	}
 	for _, j := range jobs {
-		rd.Jobs = append(rd.Jobs, s.jobDetail(j, names))
+		rd.Jobs = append(rd.Jobs, s.jobDetail(j, info))
 	}
 	return rd, nil
 }
 
-func (s *Server) jobDetail(j ci.Job, names agentNames) api.JobDetail {
+func (s *Server) jobDetail(j ci.Job, info jobInfo) api.JobDetail {
 	if j.Steps == nil {
 		j.Steps = []ci.Step{}
 	}
-	jd := api.JobDetail{Job: j, Agent: names[j.AgentID]}
+	jd := api.JobDetail{Job: j, Agent: info.names[j.AgentID]}
+	if j.State == ci.JobQueued {
+		jd.WaitReason = scheduler.WaitReason(j, info.agents, info.groups[j.Group])
+	}
 	if j.Started != nil {
 		end := s.cfg.Now()
 		if j.Finished != nil {
@@ -170,11 +188,11 @@ func (s *Server) writeRun(w http.ResponseWriter, r *http.Request, id int64) erro
 	if err != nil {
 		return err
 	}
-	names, err := s.agentNames(r.Context())
+	info, err := s.jobInfo(r.Context())
 	if err != nil {
 		return err
 	}
-	rd, err := s.runDetail(r.Context(), run, names)
+	rd, err := s.runDetail(r.Context(), run, info)
 	if err != nil {
 		return err
 	}
@@ -239,11 +257,15 @@ func (s *Server) writeJob(w http.ResponseWriter, r *http.Request, id int64) erro
 	if err != nil {
 		return err
 	}
-	names, err := s.agentNames(r.Context())
+	info, err := s.jobInfo(r.Context())
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, s.jobDetail(j, names))
+	jd := s.jobDetail(j, info)
+	if jd.Attempts, err = s.cfg.Store.ListJobAttempts(r.Context(), id); err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, jd)
 }
 
 func (s *Server) getJob(w http.ResponseWriter, r *http.Request) error {

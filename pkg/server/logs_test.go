@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -191,7 +190,8 @@ func TestJobLogsFollowCancelledQueuedJob(t *testing.T) {
 }
 
 // TestJobLogsFollowRequeue: when the job starts over on another attempt, a
-// follower shows the new attempt's log from its beginning.
+// follower shows a separator, then the new attempt's log from its beginning;
+// afterwards the whole log shows both attempts.
 func TestJobLogsFollowRequeue(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -215,7 +215,7 @@ func TestJobLogsFollowRequeue(t *testing.T) {
 	asg := e.claim(t, a)
 	require.Equal(t, 2, asg.Attempt)
 	e.call(t, "POST", fmt.Sprintf("/agent/jobs/%d/steps/0/logs?attempt=2&seq=0", j.ID), "second attempt 0\n", a.cred).ok(t, http.StatusNoContent, nil)
-	require.True(t, strings.HasPrefix(lr.next(t), "==> job restarted: attempt 2"))
+	require.Equal(t, "==> attempt 2 (agent alice)\n", lr.next(t))
 	require.Equal(t, "==> step 0: shell (step0)\n", lr.next(t))
 	require.Equal(t, "second attempt 0\n", lr.next(t))
 	e.call(t, "POST", fmt.Sprintf("/agent/jobs/%d/complete", j.ID), api.CompleteJob{Attempt: 2, Result: ci.JobOK}, a.cred).ok(t, http.StatusNoContent, nil)
@@ -227,4 +227,9 @@ func TestJobLogsFollowRequeue(t *testing.T) {
 	case <-time.After(prompt):
 		t.Fatal("the stream did not end when the job completed")
 	}
+
+	r := e.user(t, "GET", fmt.Sprintf("/jobs/%d/logs", j.ID), nil)
+	require.Equal(t, http.StatusOK, r.status)
+	require.Equal(t, "==> attempt 1 (agent alice)\n==> step 0: shell (step0)\nfirst attempt 0\nfirst attempt 1\n"+
+		"==> attempt 2 (agent alice)\n==> step 0: shell (step0)\nsecond attempt 0\n", string(r.body))
 }

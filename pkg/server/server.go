@@ -18,6 +18,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kraken-go/kk/pkg/agentdist"
+	"github.com/kraken-go/kk/pkg/agentinstall"
 	"github.com/kraken-go/kk/pkg/api"
 	"github.com/kraken-go/kk/pkg/auth"
 	"github.com/kraken-go/kk/pkg/ci"
@@ -39,6 +41,8 @@ type Config struct {
 	Version    string
 	// RegistrationKeys let agents enrol without manual authorization.
 	RegistrationKeys []string
+	// AgentBinaries says where the kkagent binaries served under /install/ are.
+	AgentBinaries agentdist.Config
 	// StartedAt is when this kkd process started (agents not seen since are "missing").
 	StartedAt time.Time
 	// MaxWait caps long-poll waits (default 30 s).
@@ -48,8 +52,9 @@ type Config struct {
 
 // Server serves the API.
 type Server struct {
-	cfg Config
-	mux *http.ServeMux
+	cfg      Config
+	mux      *http.ServeMux
+	presence presence
 }
 
 // Limits on request bodies.
@@ -129,6 +134,7 @@ func (s *Server) routes() {
 	user("POST "+p+"/agents/{a}/enable", s.enableAgent)
 	user("POST "+p+"/agents/{a}/disable", s.disableAgent)
 	user("DELETE "+p+"/agents/{a}", s.deleteAgent)
+	user("POST "+p+"/agents/{a}/rotate-token", s.rotateAgentToken)
 	user("GET "+p+"/groups", s.listGroups)
 	user("POST "+p+"/groups", s.createGroup)
 	user("DELETE "+p+"/groups/{g}", s.deleteGroup)
@@ -142,6 +148,12 @@ func (s *Server) routes() {
 	agent("POST "+p+"/agent/jobs/{id}/steps/{idx}/logs", s.agentLogs)
 	agent("POST "+p+"/agent/jobs/{id}/steps/{idx}", s.agentStep)
 	agent("POST "+p+"/agent/jobs/{id}/complete", s.agentComplete)
+
+	// Agent distribution: public, binaries and the install script are no secrets.
+	bins := agentdist.NewHandler(s.cfg.AgentBinaries)
+	s.mux.Handle("GET "+agentdist.BinaryRoute, bins)
+	s.mux.Handle("GET "+agentdist.SHA256Route, bins)
+	s.mux.Handle("GET /install/kraken-agent-install.sh", agentinstall.ScriptHandler(nil))
 
 	pub("GET /healthz", func(w http.ResponseWriter, r *http.Request) error {
 		return writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "version": s.cfg.Version})

@@ -123,10 +123,11 @@ type FlowStore interface {
 
 // JobStore holds jobs and steps and implements claims, leases and fencing.
 //
-// Fencing: every claim increments Job.Attempt. Calls that take an attempt
-// (agent writes) succeed only when the job's current attempt equals it and the
-// job is not completed; otherwise they return ErrStaleAttempt. Server-side
-// calls pass attempt 0, which is never fenced.
+// Fencing: every claim increments Job.Attempt and starts an entry of the
+// job's attempt history (ListJobAttempts). Calls that take an attempt (agent
+// writes) succeed only when the job's current attempt equals it and the job is
+// not completed; otherwise they return ErrStaleAttempt. Server-side calls pass
+// attempt 0, which is never fenced.
 type JobStore interface {
 	// GetJob returns the job with its steps ordered by index.
 	GetJob(ctx context.Context, id int64) (ci.Job, error)
@@ -137,14 +138,16 @@ type JobStore interface {
 	ListQueuedJobs(ctx context.Context, limit int) ([]ci.Job, error)
 	// ClaimJob atomically gives a queued job to an agent that has no current
 	// job: job → assigned, Attempt+1, AgentID, Assigned=now, LeaseUntil=now+lease;
-	// agent.JobID = job. ErrConflict when the job is no longer queued or the agent
-	// is busy, disabled or unauthorized. Returns the job with its steps.
+	// agent.JobID = job; a new attempt in the history names the agent.
+	// ErrConflict when the job is no longer queued or the agent is busy,
+	// disabled or unauthorized. Returns the job with its steps.
 	ClaimJob(ctx context.Context, jobID, agentID int64, lease time.Duration) (ci.Job, error)
-	// StartJob moves the job from assigned to running (Started=at). Fenced.
+	// StartJob moves the job from assigned to running (Started=at, also in the
+	// attempt's history). Fenced.
 	// Calling it again for a running job with the same attempt is a no-op.
 	StartJob(ctx context.Context, jobID int64, attempt int, at time.Time) error
 	// RenewLease sets LeaseUntil=until for the current attempt and returns the
-	// job (without steps). Fenced: a completed job or another attempt gives
+	// job (without steps; CancelRequested tells the agent to stop). Fenced: a completed job or another attempt gives
 	// ErrStaleAttempt, which is how an agent learns that it must stop.
 	RenewLease(ctx context.Context, jobID int64, attempt int, until time.Time) (ci.Job, error)
 	// UpdateStep stores Status, ExitCode, Reason, Message, Started and Finished of
@@ -153,15 +156,36 @@ type JobStore interface {
 	// CompleteJob moves a job that is not completed to completed with result and
 	// message (Finished=at), clears the agent's current job and the lease. Steps
 	// still pending become skipped; steps still running become cancelled (result
-	// cancelled), timeout (result timeout) or error (other results). Fenced when
-	// attempt > 0. changed is false when the job was already completed (the call is
-	// then a no-op, which makes completion idempotent).
+	// cancelled), timeout (result timeout) or error (other results). The
+	// current attempt's history entry, if still open, ends with the result.
+	// Fenced when attempt > 0. changed is false when the job was already
+	// completed (the call is then a no-op, which makes completion idempotent).
 	CompleteJob(ctx context.Context, jobID int64, attempt int, result ci.JobResult, message string, at time.Time) (j ci.Job, changed bool, err error)
-	// RequeueJob puts an assigned or running job back to queued for another
-	// attempt: clears AgentID, lease and times, resets its steps to pending and
-	// clears the agent's current job. Fenced when attempt > 0. changed is false
-	// when the job was not assigned or running.
-	RequeueJob(ctx context.Context, jobID int64, attempt int) (changed bool, err error)
+	// FailAttempt ends the job's current attempt after an infrastructure
+	// failure (its agent was lost, restarted or reported an executor error)
+	// and, in the same transaction, either requeues the job for another
+	// attempt or completes it. The attempt's history entry gets f.Outcome and
+	// f.Reason. Then:
+	//   - when f.OnlyIfExpired is set and the lease was renewed after the caller
+	//     saw it expire (LeaseUntil >= f.At), nothing changes (FailNone): the
+	//     agent is alive after all;
+	//   - when a cancel of the job is pending, the job completes cancelled;
+	//   - when f.Retry is set, the job goes back to queued: AgentID, lease and
+	//     times are cleared, its steps are reset to pending, the agent's current
+	//     job is cleared; the attempt's log stays (every attempt keeps its own);
+	//   - otherwise the job completes with f.Result and f.Message, as CompleteJob.
+	// Fenced: f.Attempt must be the job's current attempt and the job assigned
+	// or running, else ErrStaleAttempt (someone else ended the attempt first).
+	FailAttempt(ctx context.Context, f AttemptFailure) (ci.Job, FailOutcome, error)
+	// RequestCancel records a user's cancel. A queued job completes at once
+	// with result cancelled and message; for an assigned or running job it sets
+	// CancelRequested=at (kept when already set: the first request counts), the
+	// agent stops the job and completes it. changed tells whether the call did
+	// either. A completed job is left alone.
+	RequestCancel(ctx context.Context, jobID int64, at time.Time, message string) (j ci.Job, changed bool, err error)
+	// ListJobAttempts returns the job's attempts in order (none for a job that
+	// was never claimed or does not exist).
+	ListJobAttempts(ctx context.Context, jobID int64) ([]ci.JobAttempt, error)
 	// RerunJob marks the completed job covered, inserts a fresh copy (queued,
 	// steps pending, same run) and sets its run and flow back to in_progress.
 	// ErrConflict if the job is not completed.
@@ -172,16 +196,61 @@ type JobStore interface {
 	ListActiveJobs(ctx context.Context) ([]ci.Job, error)
 }
 
-// LogStore holds step output as ordered chunks (never one row per line).
-type LogStore interface {
-	// AppendLog stores a chunk. Re-sending a chunk with the same (JobID, Step,
-	// Seq) is a no-op and returns inserted=false.
-	AppendLog(ctx context.Context, c ci.LogChunk) (inserted bool, err error)
-	// ReadLogs returns the job's chunks ordered by (Step, Seq) that come after
-	// the position (afterStep, afterSeq); pass (-1, -1) to read from the start.
-	// step >= 0 restricts to that step. At most limit chunks (0: all).
-	ReadLogs(ctx context.Context, jobID int64, step int, afterStep int, afterSeq int64, limit int) ([]ci.LogChunk, error)
+// LogPos is a position in a job's log, whose chunks are ordered by
+// (Attempt, Step, Seq). The zero LogPos is before every chunk (attempts count
+// from 1); LogPos{Attempt: n, Step: -1, Seq: -1} is the start of attempt n.
+type LogPos struct {
+	Attempt int
+	Step    int
+	Seq     int64
 }
+
+// LogStore holds step output as ordered chunks (never one row per line),
+// one log per attempt of a job.
+type LogStore interface {
+	// AppendLog stores a chunk of attempt c.Attempt (>= 1, else ErrInvalid).
+	// Fenced in the same transaction: the job must exist (ErrNotFound) and be
+	// assigned or running at that attempt, else ErrStaleAttempt. Re-sending a
+	// chunk with the same (JobID, Attempt, Step, Seq) is a no-op that returns
+	// inserted=false and keeps the first data; that also holds once the attempt
+	// completed the job, while a chunk the store does not have by then is stale.
+	AppendLog(ctx context.Context, c ci.LogChunk) (inserted bool, err error)
+	// ReadLogs returns the job's chunks ordered by (Attempt, Step, Seq) that
+	// come after the position after. attempt > 0 restricts to that attempt and
+	// step >= 0 to that step. At most limit chunks (0: all).
+	ReadLogs(ctx context.Context, jobID int64, attempt, step int, after LogPos, limit int) ([]ci.LogChunk, error)
+}
+
+// AttemptFailure describes an infrastructure failure of a job's attempt for
+// JobStore.FailAttempt.
+type AttemptFailure struct {
+	JobID   int64
+	Attempt int // the failed attempt (>= 1)
+	At      time.Time
+	// OnlyIfExpired makes the call a no-op unless the attempt's lease ended
+	// before At (the watchdog's check, made atomic with the change).
+	OnlyIfExpired bool
+	// Outcome (agent_lost or error) and Reason are recorded in the attempt's
+	// history entry.
+	Outcome ci.JobResult
+	Reason  string
+	// Retry requeues the job; otherwise it completes with Result and Message.
+	Retry   bool
+	Result  ci.JobResult
+	Message string
+}
+
+// FailOutcome is what FailAttempt did.
+type FailOutcome int
+
+const (
+	// FailNone: nothing changed (the lease was renewed meanwhile).
+	FailNone FailOutcome = iota
+	// FailRequeued: the job is queued for another attempt.
+	FailRequeued
+	// FailCompleted: the job completed (given up, or cancelled by a pending cancel).
+	FailCompleted
+)
 
 // AgentUpdate changes some fields of an agent; nil fields are left alone.
 type AgentUpdate struct {

@@ -1,20 +1,25 @@
 // Package watchdog enforces leases and timeouts on the server side:
 //
 //   - a job whose agent stopped renewing its lease (the agent died or lost its
-//     network) is requeued for another attempt, up to MaxAttempts, then failed
-//     with result agent_lost; the old attempt is fenced out by the store, so its
+//     network) fails its attempt through engine.FailAttempt, which requeues it
+//     for another attempt under the engine's retry policy or fails it with
+//     result agent_lost; the store checks in the same transaction that the
+//     lease is still expired, so a heartbeat that lands between the check and
+//     the requeue wins; the old attempt is fenced out by the store, so its
 //     agent's late writes are rejected and it stops;
-//   - a cancel the agent did not confirm within CancelGrace is completed by
-//     the server;
+//   - a cancel (stored with the job, so it survives a restart of kkd) that
+//     the agent did not confirm within CancelGrace is completed by the server;
 //   - a job running past its timeout plus TimeoutGrace (its agent failed to
 //     enforce it) completes with result server_timeout.
 //
-// On Start every active job's lease is extended by one lease period, so agents
+// On Start every active job's lease is extended by RestartGrace (two lease
+// periods by default), so agents, whose reconnect backoff is capped at 30 s,
 // get time to reconnect after a kkd restart before their jobs are requeued.
 package watchdog
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -33,12 +38,13 @@ type Config struct {
 	Now        func() time.Time
 	// Interval between checks (default 1 s).
 	Interval time.Duration
-	// MaxAttempts a job gets when its agent is lost (default 3: two retries).
-	MaxAttempts int
 	// CancelGrace before the server completes an unconfirmed cancel (default 15 s).
 	CancelGrace time.Duration
 	// TimeoutGrace past a job's timeout before the server fails it (default 60 s).
 	TimeoutGrace time.Duration
+	// RestartGrace is how long after Start the leases of active jobs last
+	// (default: two lease periods).
+	RestartGrace time.Duration
 }
 
 // Watchdog runs the checks.
@@ -55,26 +61,30 @@ func New(cfg Config) *Watchdog {
 	if cfg.Interval <= 0 {
 		cfg.Interval = time.Second
 	}
-	if cfg.MaxAttempts <= 0 {
-		cfg.MaxAttempts = 3
-	}
 	if cfg.CancelGrace <= 0 {
 		cfg.CancelGrace = 15 * time.Second
 	}
 	if cfg.TimeoutGrace <= 0 {
 		cfg.TimeoutGrace = 60 * time.Second
 	}
+	if cfg.RestartGrace <= 0 {
+		cfg.RestartGrace = 2 * cfg.Dispatcher.Lease()
+	}
 	return &Watchdog{cfg: cfg, done: make(chan struct{})}
 }
 
-// Start extends active leases, then checks every Interval until ctx is done.
+// Start extends active leases by RestartGrace, then checks every Interval
+// until ctx is done.
 func (w *Watchdog) Start(ctx context.Context) error {
 	active, err := w.cfg.Store.ListActiveJobs(ctx)
 	if err != nil {
 		return err
 	}
-	until := w.cfg.Now().Add(w.cfg.Dispatcher.Lease())
+	until := w.cfg.Now().Add(w.cfg.RestartGrace)
 	for _, j := range active {
+		if j.LeaseUntil != nil && j.LeaseUntil.After(until) {
+			continue
+		}
 		if _, err := w.cfg.Store.RenewLease(ctx, j.ID, j.Attempt, until); err != nil {
 			w.cfg.Logger.Warn("extend lease at start", "job_id", j.ID, "err", err)
 		}
@@ -102,8 +112,7 @@ func (w *Watchdog) Done() <-chan struct{} { return w.done }
 func (w *Watchdog) Check(ctx context.Context) {
 	now := w.cfg.Now().UTC()
 	w.checkLeases(ctx, now)
-	w.checkCancels(ctx, now)
-	w.checkTimeouts(ctx, now)
+	w.checkActive(ctx, now)
 }
 
 func (w *Watchdog) checkLeases(ctx context.Context, now time.Time) {
@@ -113,64 +122,47 @@ func (w *Watchdog) checkLeases(ctx context.Context, now time.Time) {
 		return
 	}
 	for _, j := range expired {
-		log := w.cfg.Logger.With("job_id", j.ID, "attempt", j.Attempt, "agent_id", j.AgentID)
-		if _, cancelling := w.cfg.Engine.CancelRequested(j.ID); cancelling || j.Attempt >= w.cfg.MaxAttempts {
-			msg := "agent lost contact and the job has no attempts left"
-			result := ci.JobAgentLost
-			if cancelling {
-				msg, result = "cancelled by user; the agent lost contact", ci.JobCancelled
-			}
-			if _, err := w.cfg.Engine.CompleteJob(ctx, j.ID, j.Attempt, result, msg); err != nil {
-				log.Warn("fail lost job", "err", err)
-				continue
-			}
-			log.Warn("agent lost: job failed", "result", result)
-			continue
-		}
-		changed, err := w.cfg.Store.RequeueJob(ctx, j.ID, j.Attempt)
-		if err != nil {
-			log.Warn("requeue lost job", "err", err)
-			continue
-		}
-		if changed {
-			log.Warn("agent lost: job requeued for another attempt")
-			w.cfg.Engine.JobRequeued(j.ID)
+		_, _, err := w.cfg.Engine.FailAttempt(ctx, j.ID, j.Attempt, engine.LeaseExpired, "")
+		if err != nil && !errors.Is(err, ci.ErrStaleAttempt) && !errors.Is(err, ci.ErrNotFound) {
+			// Stale or gone: the attempt ended otherwise since the list.
+			w.logErr(ctx, "fail lost job attempt", err, "job_id", j.ID, "attempt", j.Attempt)
 		}
 	}
 }
 
-func (w *Watchdog) checkCancels(ctx context.Context, now time.Time) {
-	for _, id := range w.cfg.Engine.PendingCancels(now.Add(-w.cfg.CancelGrace)) {
-		if _, err := w.cfg.Engine.CompleteJob(ctx, id, 0, ci.JobCancelled, "cancelled by user; the agent did not confirm in time"); err != nil {
-			w.logErr(ctx, "complete unconfirmed cancel", err)
-		}
-	}
-}
-
-func (w *Watchdog) checkTimeouts(ctx context.Context, now time.Time) {
+// checkActive completes the active jobs whose cancel the agent did not
+// confirm within CancelGrace and those running past their timeout plus
+// TimeoutGrace. Both completions are fenced by the attempt the check saw.
+func (w *Watchdog) checkActive(ctx context.Context, now time.Time) {
 	active, err := w.cfg.Store.ListActiveJobs(ctx)
 	if err != nil {
 		w.logErr(ctx, "list active jobs", err)
 		return
 	}
 	for _, j := range active {
+		var result ci.JobResult
+		var msg string
 		start := j.Started
 		if start == nil {
 			start = j.Assigned
 		}
-		if start == nil || j.Timeout <= 0 {
+		switch {
+		case j.CancelRequested != nil && now.Sub(*j.CancelRequested) > w.cfg.CancelGrace:
+			result, msg = ci.JobCancelled, "cancelled by user; the agent did not confirm in time"
+		case start != nil && j.Timeout > 0 && now.Sub(*start) > time.Duration(j.Timeout)*time.Second+w.cfg.TimeoutGrace:
+			result, msg = ci.JobServerTimeout, "job ran past its timeout and its agent did not stop it"
+		default:
 			continue
 		}
-		if now.Sub(*start) > time.Duration(j.Timeout)*time.Second+w.cfg.TimeoutGrace {
-			if _, err := w.cfg.Engine.CompleteJob(ctx, j.ID, 0, ci.JobServerTimeout, "job ran past its timeout and its agent did not stop it"); err != nil {
-				w.logErr(ctx, "time out job", err)
-			}
+		if _, err := w.cfg.Engine.CompleteJob(ctx, j.ID, j.Attempt, result, msg); err != nil &&
+			!errors.Is(err, ci.ErrStaleAttempt) && !errors.Is(err, ci.ErrNotFound) {
+			w.logErr(ctx, "complete job", err, "job_id", j.ID, "result", result)
 		}
 	}
 }
 
-func (w *Watchdog) logErr(ctx context.Context, msg string, err error) {
+func (w *Watchdog) logErr(ctx context.Context, msg string, err error, args ...any) {
 	if ctx.Err() == nil {
-		w.cfg.Logger.Error(msg, "err", err)
+		w.cfg.Logger.Error(msg, append(args, "err", err)...)
 	}
 }

@@ -87,10 +87,10 @@ func newFixture(t *testing.T, maxAttempts int) *fixture {
 	t.Cleanup(func() { _ = st.Close() })
 	clk := &clock{now: time.Now()}
 	disp := scheduler.New(scheduler.Config{Store: st, Logger: log, Lease: lease})
-	eng := engine.New(engine.Config{Store: st, Hub: notify.New(), Dispatcher: disp, Logger: log, Now: clk.Now})
+	eng := engine.New(engine.Config{Store: st, Hub: notify.New(), Dispatcher: disp, Logger: log, Now: clk.Now, MaxAttempts: maxAttempts})
 	wd := watchdog.New(watchdog.Config{
 		Store: st, Engine: eng, Dispatcher: disp, Logger: log, Now: clk.Now,
-		MaxAttempts: maxAttempts, CancelGrace: cancelGrace, TimeoutGrace: timeoutGrace,
+		CancelGrace: cancelGrace, TimeoutGrace: timeoutGrace,
 	})
 
 	p := ci.Project{Name: "proj"}
@@ -185,7 +185,7 @@ func TestWatchdog(t *testing.T) {
 		{"expired lease requeues the job and fences the old attempt", 3, func(t *testing.T, f *fixture) {
 			j := f.start(f.jobs[0].ID)
 			require.Equal(t, 1, j.Attempt)
-			_, err := f.st.AppendLog(f.ctx, ci.LogChunk{JobID: j.ID, Step: 0, Seq: 0, Data: []byte("building\n")})
+			_, err := f.st.AppendLog(f.ctx, ci.LogChunk{JobID: j.ID, Attempt: j.Attempt, Step: 0, Seq: 0, Data: []byte("building\n")})
 			require.NoError(t, err)
 
 			f.clock.Set(j.LeaseUntil.Add(-time.Second))
@@ -205,6 +205,14 @@ func TestWatchdog(t *testing.T) {
 			a, err := f.st.GetAgent(f.ctx, f.agent.ID)
 			require.NoError(t, err)
 			require.Zero(t, a.JobID, "the lost agent's job is released")
+			history, err := f.st.ListJobAttempts(f.ctx, j.ID)
+			require.NoError(t, err)
+			require.Len(t, history, 1)
+			require.Equal(t, ci.JobAgentLost, history[0].Outcome)
+			require.Equal(t, "agent builder lost contact (its lease expired)", history[0].Message)
+			logs, err := f.st.ReadLogs(f.ctx, j.ID, -1, -1, store.LogPos{}, 0)
+			require.NoError(t, err)
+			require.Len(t, logs, 1, "the lost attempt's log is kept")
 
 			// Every write of the lost attempt is rejected.
 			_, err = f.st.RenewLease(f.ctx, j.ID, 1, time.Now().Add(time.Hour))
@@ -245,7 +253,7 @@ func TestWatchdog(t *testing.T) {
 			got := f.job(f.jobs[0].ID)
 			require.Equal(t, ci.JobCompleted, got.State)
 			require.Equal(t, ci.JobAgentLost, got.Result)
-			require.NotEmpty(t, got.Message)
+			require.Contains(t, got.Message, "gave up after 2 attempts (kkd --job-retries 1)")
 			require.Equal(t, ci.StepSkipped, got.Steps[1].Status)
 			r := f.getRun()
 			require.Equal(t, ci.RunCompleted, r.State)
@@ -264,8 +272,7 @@ func TestWatchdog(t *testing.T) {
 			got := f.job(j.ID)
 			require.Equal(t, ci.JobCompleted, got.State)
 			require.Equal(t, ci.JobCancelled, got.Result)
-			_, pending := f.eng.CancelRequested(j.ID)
-			require.False(t, pending)
+			require.Contains(t, got.Message, "cancelled by user; agent builder lost contact")
 		}},
 		{"unconfirmed cancel completes after CancelGrace", 3, func(t *testing.T, f *fixture) {
 			j := f.start(f.jobs[0].ID)
@@ -284,8 +291,6 @@ func TestWatchdog(t *testing.T) {
 			require.Equal(t, ci.JobCompleted, got.State)
 			require.Equal(t, ci.JobCancelled, got.Result)
 			require.Equal(t, ci.StepCancelled, got.Steps[0].Status, "a running step is cancelled")
-			_, pending := f.eng.CancelRequested(j.ID)
-			require.False(t, pending)
 			_, err = f.eng.CompleteJob(f.ctx, j.ID, j.Attempt, ci.JobOK, "")
 			require.NoError(t, err, "a late completion of the same attempt is an idempotent no-op")
 			require.Equal(t, ci.JobCancelled, f.job(j.ID).Result)
@@ -300,7 +305,7 @@ func TestWatchdog(t *testing.T) {
 			f.wd.Check(f.ctx)
 			require.Equal(t, "stopped by the agent", f.job(j.ID).Message)
 		}},
-		{"cancel of a deleted job is forgotten", 3, func(t *testing.T, f *fixture) {
+		{"cancel of a deleted job is gone with it", 3, func(t *testing.T, f *fixture) {
 			j := f.start(f.jobs[0].ID)
 			_, err := f.eng.CancelJob(f.ctx, j.ID)
 			require.NoError(t, err)
@@ -310,8 +315,34 @@ func TestWatchdog(t *testing.T) {
 			require.NoError(t, f.st.DeleteProject(f.ctx, b.ProjectID))
 			f.clock.Set(f.clock.Now().Add(cancelGrace + time.Second))
 			f.wd.Check(f.ctx)
-			_, pending := f.eng.CancelRequested(j.ID)
-			require.False(t, pending, "the watchdog does not retry a vanished job forever")
+			active, err := f.st.ListActiveJobs(f.ctx)
+			require.NoError(t, err)
+			require.Empty(t, active)
+		}},
+		{"cancel requested before a restart of kkd is completed by the new watchdog", 3, func(t *testing.T, f *fixture) {
+			j := f.start(f.jobs[0].ID)
+			requested := f.clock.Now()
+			_, err := f.eng.CancelJob(f.ctx, j.ID)
+			require.NoError(t, err)
+			f.renew(j)
+			// A new kkd on the same database: nothing is kept in memory.
+			log := slog.New(slog.DiscardHandler)
+			disp := scheduler.New(scheduler.Config{Store: f.st, Logger: log, Lease: lease})
+			eng := engine.New(engine.Config{Store: f.st, Hub: notify.New(), Dispatcher: disp, Logger: log, Now: f.clock.Now})
+			wd := watchdog.New(watchdog.Config{Store: f.st, Engine: eng, Dispatcher: disp, Logger: log, Now: f.clock.Now, CancelGrace: cancelGrace})
+			f.clock.Set(requested.Add(cancelGrace + time.Second))
+			wd.Check(f.ctx)
+			got := f.job(j.ID)
+			require.Equal(t, ci.JobCompleted, got.State)
+			require.Equal(t, ci.JobCancelled, got.Result)
+		}},
+		{"expired lease with retries off fails at once", 1, func(t *testing.T, f *fixture) {
+			j := f.start(f.jobs[0].ID)
+			f.expire(j.ID)
+			f.wd.Check(f.ctx)
+			got := f.job(j.ID)
+			require.Equal(t, ci.JobAgentLost, got.Result)
+			require.Contains(t, got.Message, "job retries are off")
 		}},
 		{"job past timeout plus grace fails with server_timeout", 3, func(t *testing.T, f *fixture) {
 			j := f.start(f.jobs[0].ID)
@@ -363,7 +394,7 @@ func TestStartExtendsLeases(t *testing.T) {
 	require.NoError(t, f.wd.Start(ctx))
 	got := f.job(running.ID)
 	require.NotNil(t, got.LeaseUntil)
-	require.WithinDuration(t, restart.Add(lease), *got.LeaseUntil, time.Second)
+	require.WithinDuration(t, restart.Add(2*lease), *got.LeaseUntil, time.Second, "agents get two lease periods to reconnect")
 	require.Equal(t, ci.JobRunning, got.State)
 	require.Equal(t, 1, got.Attempt, "extending is not a new attempt")
 	require.Equal(t, ci.JobQueued, f.job(f.jobs[1].ID).State)
@@ -395,8 +426,8 @@ func TestLoopRequeuesExpiredJobs(t *testing.T) {
 		<-wd.Done()
 	}()
 	require.NoError(t, wd.Start(ctx))
-	// Start extended the lease to clock+lease; move past it.
-	f.clock.Set(f.clock.Now().Add(lease + time.Second))
+	// Start extended the lease to clock+RestartGrace (two leases); move past it.
+	f.clock.Set(f.clock.Now().Add(2*lease + time.Second))
 	deadline := time.Now().Add(10 * time.Second)
 	for f.job(j.ID).State != ci.JobQueued {
 		require.True(t, time.Now().Before(deadline), "the loop did not requeue the expired job")

@@ -21,19 +21,23 @@ type Options struct {
 	Format output.Format
 
 	Agent string // name or id
+	Force bool   // delete: cancel the agent's job first
 }
 
 type verb struct {
-	name, short, done string
+	name, short, long, done string
 	// call performs the verb; nil result means there is nothing to print.
-	call func(context.Context, *client.Client, string) (*api.Agent, error)
+	call func(context.Context, *client.Client, *Options) (*api.Agent, error)
+	// flags adds the verb's own flags, bound to the options.
+	flags func(*cobra.Command, *Options)
 }
 
 func newVerbCmd(f *factory.Factory, v verb, runF func(context.Context, *Options) error) *cobra.Command {
 	opts := &Options{IO: f.IOStreams, Client: f.Client}
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:               v.name + " AGENT",
 		Short:             v.short,
+		Long:              v.long,
 		Args:              cmdutil.ExactArgs(1, fmt.Sprintf("missing agent: kk agent %s AGENT (name or id)", v.name)),
 		ValidArgsFunction: cmdutil.CompleteAgents(f, 0),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -45,6 +49,10 @@ func newVerbCmd(f *factory.Factory, v verb, runF func(context.Context, *Options)
 			return verbRun(cmd.Context(), opts, v)
 		},
 	}
+	if v.flags != nil {
+		v.flags(cmd, opts)
+	}
+	return cmd
 }
 
 func verbRun(ctx context.Context, opts *Options, v verb) error {
@@ -52,7 +60,7 @@ func verbRun(ctx context.Context, opts *Options, v verb) error {
 	if err != nil {
 		return err
 	}
-	a, err := v.call(ctx, c, opts.Agent)
+	a, err := v.call(ctx, c, opts)
 	if err != nil {
 		if v.done == "" {
 			return fmt.Errorf("agent %q: %w", opts.Agent, err)
@@ -78,8 +86,8 @@ func ptr(a api.Agent, err error) (*api.Agent, error) {
 // NewCmdShow returns `kk agent show AGENT`.
 func NewCmdShow(f *factory.Factory, runF func(context.Context, *Options) error) *cobra.Command {
 	cmd := newVerbCmd(f, verb{name: "show", short: "Show an agent with its host info",
-		call: func(ctx context.Context, c *client.Client, a string) (*api.Agent, error) {
-			return ptr(c.GetAgent(ctx, a))
+		call: func(ctx context.Context, c *client.Client, o *Options) (*api.Agent, error) {
+			return ptr(c.GetAgent(ctx, o.Agent))
 		}}, runF)
 	cmd.Aliases = []string{"view"}
 	return cmd
@@ -88,24 +96,30 @@ func NewCmdShow(f *factory.Factory, runF func(context.Context, *Options) error) 
 // NewCmdEnable returns `kk agent enable AGENT`.
 func NewCmdEnable(f *factory.Factory, runF func(context.Context, *Options) error) *cobra.Command {
 	return newVerbCmd(f, verb{name: "enable", short: "Let a disabled agent take jobs again", done: "enabled",
-		call: func(ctx context.Context, c *client.Client, a string) (*api.Agent, error) {
-			return ptr(c.EnableAgent(ctx, a))
+		call: func(ctx context.Context, c *client.Client, o *Options) (*api.Agent, error) {
+			return ptr(c.EnableAgent(ctx, o.Agent))
 		}}, runF)
 }
 
 // NewCmdDisable returns `kk agent disable AGENT`.
 func NewCmdDisable(f *factory.Factory, runF func(context.Context, *Options) error) *cobra.Command {
 	return newVerbCmd(f, verb{name: "disable", short: "Stop an agent from taking new jobs", done: "disabled",
-		call: func(ctx context.Context, c *client.Client, a string) (*api.Agent, error) {
-			return ptr(c.DisableAgent(ctx, a))
+		call: func(ctx context.Context, c *client.Client, o *Options) (*api.Agent, error) {
+			return ptr(c.DisableAgent(ctx, o.Agent))
 		}}, runF)
 }
 
-// NewCmdDelete returns `kk agent delete AGENT`.
+// NewCmdDelete returns `kk agent delete AGENT [--force]`.
 func NewCmdDelete(f *factory.Factory, runF func(context.Context, *Options) error) *cobra.Command {
 	cmd := newVerbCmd(f, verb{name: "delete", short: "Forget an agent and revoke its credential", done: "deleted",
-		call: func(ctx context.Context, c *client.Client, a string) (*api.Agent, error) {
-			return nil, c.DeleteAgent(ctx, a)
+		long: `Forget an agent and revoke its credential. An agent that runs a job is not
+deleted unless --force is given: its job is then cancelled first. The agent
+shows up as discovered again if it keeps running.`,
+		call: func(ctx context.Context, c *client.Client, o *Options) (*api.Agent, error) {
+			return nil, c.DeleteAgent(ctx, o.Agent, o.Force)
+		},
+		flags: func(cmd *cobra.Command, o *Options) {
+			cmd.Flags().BoolVar(&o.Force, "force", false, "delete the agent even while it runs a job, which is cancelled first")
 		}}, runF)
 	cmd.Aliases = []string{"rm"}
 	return cmd

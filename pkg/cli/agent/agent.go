@@ -1,5 +1,6 @@
 // Package agent implements `kk agent`: list, show, authorize, enable,
-// disable and delete agents. Agents are named by name or id.
+// disable and delete agents and rotate their credentials. Agents are named by
+// name or id.
 package agent
 
 import (
@@ -30,6 +31,9 @@ func NewCmdAgent(f *factory.Factory) *cobra.Command {
 	cmd.AddCommand(NewCmdEnable(f, nil))
 	cmd.AddCommand(NewCmdDisable(f, nil))
 	cmd.AddCommand(NewCmdDelete(f, nil))
+	cmd.AddCommand(NewCmdRotateToken(f, nil))
+	cmd.AddCommand(NewCmdInstall(f, nil))
+	cmd.AddCommand(NewCmdUninstall(f, nil))
 	return cmd
 }
 

@@ -52,6 +52,10 @@ func fakeAPI(t *testing.T) *clitest.API {
 	a.Reply("POST /api/v1/agents/host-1/disable", 200, disabled)
 	a.Reply("POST /api/v1/agents/host-1/enable", 200, idle)
 	a.Handle("DELETE /api/v1/agents/host-1", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) })
+	a.Reply("POST /api/v1/agents/host-1/rotate-token", 200, idle)
+	a.Handle("DELETE /api/v1/agents/busy", func(w http.ResponseWriter, r *http.Request) {
+		clitest.Error(w, 409, api.CodeConflict, "agent busy is running job 7: wait for it, cancel it (`kk job cancel 7`) or delete the agent with --force, which cancels the job")
+	})
 	return a
 }
 
@@ -120,15 +124,18 @@ func TestAuthorizeWithGroups(t *testing.T) {
 
 func TestVerbs(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct{ verb, request, stderr, stdout string }{
+	for _, tc := range []struct{ args, request, stderr, stdout string }{
 		{"disable", "POST /api/v1/agents/host-1/disable", "disabled agent host-1", `"state": "disabled"`},
 		{"enable", "POST /api/v1/agents/host-1/enable", "enabled agent host-1", `"state": "idle"`},
 		{"delete", "DELETE /api/v1/agents/host-1", "deleted agent host-1", ""},
+		{"delete --force", "DELETE /api/v1/agents/host-1?force=1", "deleted agent host-1", ""},
+		{"rotate-token", "POST /api/v1/agents/host-1/rotate-token", "revoked the credential of agent host-1", `"state": "idle"`},
 	} {
-		t.Run(tc.verb, func(t *testing.T) {
+		t.Run(tc.args, func(t *testing.T) {
 			t.Parallel()
 			a := fakeAPI(t)
-			res := clitest.NewEnv(t, a).Run(t, "agent", tc.verb, "host-1", "-o", "json")
+			args := append([]string{"agent"}, clitest.Args(tc.args)...)
+			res := clitest.NewEnv(t, a).Run(t, append(args, "host-1", "-o", "json")...)
 			require.Equal(t, cmdutil.ExitOK, res.Code, res.Stderr)
 			assert.Equal(t, []string{tc.request}, a.Requests())
 			assert.Contains(t, res.Stderr, tc.stderr)
@@ -152,11 +159,21 @@ func TestNotFound(t *testing.T) {
 
 func TestUsageErrors(t *testing.T) {
 	t.Parallel()
-	for _, args := range []string{"agent list x", "agent authorize", "agent enable", "agent delete a b", "agent list --discovered=maybe"} {
+	for _, args := range []string{"agent list x", "agent authorize", "agent enable", "agent delete a b", "agent list --discovered=maybe",
+		"agent rotate-token", "agent rotate-token a b", "agent delete --force=maybe a"} {
 		t.Run(args, func(t *testing.T) {
 			t.Parallel()
 			res := clitest.NewEnv(t, nil).Run(t, clitest.Args(args)...)
 			assert.Equal(t, cmdutil.ExitUsage, res.Code, res.Stderr)
 		})
 	}
+}
+
+func TestDeleteBusyAgent(t *testing.T) {
+	t.Parallel()
+	a := fakeAPI(t)
+	res := clitest.NewEnv(t, a).Run(t, "agent", "delete", "busy")
+	assert.Equal(t, cmdutil.ExitError, res.Code)
+	assert.Contains(t, res.Stderr, `delete agent "busy": agent busy is running job 7`)
+	assert.Contains(t, res.Stderr, "--force")
 }

@@ -5,6 +5,7 @@ package job
 import (
 	"context"
 	"fmt"
+	"strconv"
 
 	"github.com/spf13/cobra"
 
@@ -85,7 +86,42 @@ func verbRun(ctx context.Context, opts *Options, v verb) error {
 	if v.done != nil {
 		fmt.Fprintln(opts.IO.ErrOut, v.done(opts.JobID, j.ID))
 	}
-	return flowview.PrintJob(opts.IO, opts.Format, j)
+	return printJob(opts.IO, opts.Format, j)
+}
+
+// printJob prints the job as flowview does and, in a table, why a queued
+// job waits and the job's attempts (the JSON has them as wait_reason and
+// attempts).
+func printJob(ios *iostreams.IOStreams, format output.Format, j api.JobDetail) error {
+	if err := flowview.PrintJob(ios, format, j); err != nil || format != output.Table {
+		return err
+	}
+	if j.WaitReason != "" {
+		fmt.Fprintf(ios.Out, "\nWaiting: %s\n", j.WaitReason)
+	}
+	if len(j.Attempts) == 0 {
+		return nil
+	}
+	fmt.Fprintln(ios.Out)
+	t := output.NewTable(ios, "attempt", "agent", "assigned", "duration", "outcome", "message")
+	for _, a := range j.Attempts {
+		t.AddField(strconv.Itoa(a.Attempt))
+		t.AddField(a.Agent)
+		t.AddField(output.Time(ios, a.Assigned))
+		duration := ""
+		if a.Finished != nil {
+			duration = output.Duration(a.Finished.Sub(a.Assigned).Seconds())
+		}
+		t.AddField(duration)
+		outcome := string(a.Outcome)
+		if outcome == "" {
+			outcome = "current"
+		}
+		t.AddColorField(outcome, output.StateColor(outcome))
+		t.AddField(a.Message)
+		t.EndRow()
+	}
+	return t.Render()
 }
 
 // NewCmdShow returns `kk job show JOB`.

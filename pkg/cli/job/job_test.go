@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -64,6 +65,38 @@ func TestShowTable(t *testing.T) {
 	assert.Contains(t, res.Stdout, "Duration:  3.2s\n")
 	assert.Contains(t, res.Stdout, "STEP  TOOL   NAME  STATUS  EXIT  MESSAGE\n")
 	assert.Contains(t, res.Stdout, "1     shell  make  failed  2     exit status 2\n")
+}
+
+func TestShowWaitingJobWithAttempts(t *testing.T) {
+	t.Parallel()
+	a := clitest.NewAPI(t)
+	assigned := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	ended := assigned.Add(40 * time.Second)
+	job := api.JobDetail{
+		Job: ci.Job{ID: 30, RunID: 4, FlowID: 9, Name: "build", State: ci.JobQueued, Group: "linux", System: "any",
+			Executor: "local", Attempt: 1},
+		WaitReason: `agents of group "linux" are all busy (2)`,
+		Attempts: []ci.JobAttempt{{JobID: 30, Attempt: 1, AgentID: 3, Agent: "victim", Assigned: assigned, Finished: &ended,
+			Outcome: ci.JobAgentLost, Message: "agent victim lost contact (its lease expired)"}},
+	}
+	a.Reply("GET /api/v1/jobs/30", 200, job)
+	e := clitest.NewEnv(t, a)
+
+	res := e.Run(t, "job", "show", "30")
+	require.Equal(t, cmdutil.ExitOK, res.Code, res.Stderr)
+	assert.Contains(t, res.Stdout, "\nWaiting: agents of group \"linux\" are all busy (2)\n")
+	assert.Contains(t, res.Stdout, "ATTEMPT  AGENT   ASSIGNED")
+	assert.Regexp(t, `\n1 +victim +\S.* +40s +agent_lost +agent victim lost contact \(its lease expired\)\n`, res.Stdout)
+
+	res = e.Run(t, "job", "show", "30", "-o", "json")
+	require.Equal(t, cmdutil.ExitOK, res.Code, res.Stderr)
+	var got map[string]any
+	require.NoError(t, json.Unmarshal([]byte(res.Stdout), &got))
+	assert.Equal(t, `agents of group "linux" are all busy (2)`, got["wait_reason"])
+	require.Len(t, got["attempts"], 1)
+	first := got["attempts"].([]any)[0].(map[string]any)
+	assert.Equal(t, "victim", first["agent"])
+	assert.Equal(t, "agent_lost", first["outcome"])
 }
 
 func TestRerunPrintsNewJob(t *testing.T) {

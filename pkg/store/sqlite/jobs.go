@@ -7,21 +7,23 @@ import (
 	"time"
 
 	"github.com/kraken-go/kk/pkg/ci"
+	"github.com/kraken-go/kk/pkg/store"
 )
 
 const jobCols = `id, run_id, flow_id, name, state, result, message, agents_group, system, executor, timeout,
-	covered, agent_id, attempt, created, assigned, started, finished, lease_until`
+	covered, agent_id, attempt, created, assigned, started, finished, lease_until, cancel_requested`
 
 func scanJob(sc scanner) (ci.Job, error) {
 	var j ci.Job
 	var agentID sql.NullInt64
 	var created int64
-	var assigned, started, finished, lease sql.NullInt64
+	var assigned, started, finished, lease, cancel sql.NullInt64
 	if err := sc.Scan(&j.ID, &j.RunID, &j.FlowID, &j.Name, &j.State, &j.Result, &j.Message, &j.Group,
 		&j.System, &j.Executor, &j.Timeout, &j.Covered, &agentID, &j.Attempt, &created, &assigned,
-		&started, &finished, &lease); err != nil {
+		&started, &finished, &lease, &cancel); err != nil {
 		return ci.Job{}, err
 	}
+	j.CancelRequested = fromNullMS(cancel)
 	j.AgentID = agentID.Int64
 	j.Created = fromMS(created)
 	j.Assigned = fromNullMS(assigned)
@@ -157,7 +159,7 @@ func fillJobs(rows []jobRow, runID, flowID int64, now time.Time) {
 		j.State, j.Result, j.Message = ci.JobQueued, ci.JobResultNone, ""
 		j.Covered, j.AgentID, j.Attempt = false, 0, 0
 		j.Created = now
-		j.Assigned, j.Started, j.Finished, j.LeaseUntil = nil, nil, nil, nil
+		j.Assigned, j.Started, j.Finished, j.LeaseUntil, j.CancelRequested = nil, nil, nil, nil, nil
 		for k := range j.Steps {
 			st := &j.Steps[k]
 			st.JobID, st.Index, st.Status = r.id, k, ci.StepPending
@@ -247,8 +249,9 @@ func (s *Store) ClaimJob(ctx context.Context, jobID, agentID int64, lease time.D
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		var authorized, disabled bool
 		var current sql.NullInt64
-		err := tx.QueryRowContext(ctx, `SELECT authorized, disabled, job_id FROM agents WHERE id = ?`, agentID).
-			Scan(&authorized, &disabled, &current)
+		var name string
+		err := tx.QueryRowContext(ctx, `SELECT name, authorized, disabled, job_id FROM agents WHERE id = ?`, agentID).
+			Scan(&name, &authorized, &disabled, &current)
 		if err != nil {
 			return notFound(err, "agent", agentID)
 		}
@@ -279,7 +282,12 @@ func (s *Store) ClaimJob(ctx context.Context, jobID, agentID int64, lease time.D
 		if _, err := tx.ExecContext(ctx, `UPDATE agents SET job_id = ? WHERE id = ?`, jobID, agentID); err != nil {
 			return err
 		}
-		j, err = getJobWithSteps(ctx, tx, jobID)
+		if j, err = getJobWithSteps(ctx, tx, jobID); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `
+			INSERT INTO job_attempts (job_id, attempt, agent_id, agent, assigned) VALUES (?, ?, ?, ?, ?)`,
+			jobID, j.Attempt, agentID, name, ms(now))
 		return err
 	})
 	if err != nil {
@@ -295,15 +303,20 @@ type jobHead struct {
 	runID   int64
 	flowID  int64
 	covered bool
+	lease   *time.Time
+	cancel  *time.Time // cancel requested
 }
 
 func getJobHead(ctx context.Context, tx *sql.Tx, id int64) (jobHead, error) {
 	var h jobHead
-	err := tx.QueryRowContext(ctx, `SELECT state, attempt, run_id, flow_id, covered FROM jobs WHERE id = ?`, id).
-		Scan(&h.state, &h.attempt, &h.runID, &h.flowID, &h.covered)
+	var lease, cancel sql.NullInt64
+	err := tx.QueryRowContext(ctx, `
+		SELECT state, attempt, run_id, flow_id, covered, lease_until, cancel_requested FROM jobs WHERE id = ?`, id).
+		Scan(&h.state, &h.attempt, &h.runID, &h.flowID, &h.covered, &lease, &cancel)
 	if err != nil {
 		return jobHead{}, notFound(err, "job", id)
 	}
+	h.lease, h.cancel = fromNullMS(lease), fromNullMS(cancel)
 	return h, nil
 }
 
@@ -341,8 +354,12 @@ func (s *Store) StartJob(ctx context.Context, jobID int64, attempt int, at time.
 		case ci.JobRunning:
 			return nil
 		case ci.JobAssigned:
-			_, err := tx.ExecContext(ctx, `UPDATE jobs SET state = ?, started = ? WHERE id = ?`,
-				ci.JobRunning, ms(at), jobID)
+			if _, err := tx.ExecContext(ctx, `UPDATE jobs SET state = ?, started = ? WHERE id = ?`,
+				ci.JobRunning, ms(at), jobID); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, `UPDATE job_attempts SET started = ? WHERE job_id = ? AND attempt = ?`,
+				ms(at), jobID, h.attempt)
 			return err
 		}
 		return fmt.Errorf("job is %s: %w", h.state, ci.ErrConflict)
@@ -455,29 +472,8 @@ func (s *Store) CompleteJob(ctx context.Context, jobID int64, attempt int, resul
 		if err := fence(jobID, h, attempt); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `
-			UPDATE jobs SET state = ?, result = ?, message = ?, finished = ?, lease_until = NULL WHERE id = ?`,
-			ci.JobCompleted, result, message, ms(at), jobID); err != nil {
+		if err := completeJob(ctx, tx, jobID, h, result, message, at); err != nil {
 			return err
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE steps SET status = ? WHERE job_id = ? AND status = ?`,
-			ci.StepSkipped, jobID, ci.StepPending); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `
-			UPDATE steps SET status = ?, finished = coalesce(finished, ?) WHERE job_id = ? AND status = ?`,
-			runningStepStatus(result), ms(at), jobID, ci.StepRunning); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE agents SET job_id = NULL WHERE job_id = ?`, jobID); err != nil {
-			return err
-		}
-		if !h.covered && result != ci.JobOK {
-			// Incremental, so completing a job costs the same in a run of any size.
-			if _, err := tx.ExecContext(ctx, `UPDATE runs SET jobs_error = jobs_error + 1 WHERE id = ?`,
-				h.runID); err != nil {
-				return err
-			}
 		}
 		changed = true
 		j, err = getJobWithSteps(ctx, tx, jobID)
@@ -489,51 +485,182 @@ func (s *Store) CompleteJob(ctx context.Context, jobID int64, attempt int, resul
 	return j, changed, nil
 }
 
-// RequeueJob puts an assigned or running job back to queued. Fenced when
-// attempt > 0. The steps go back to pending and the job's log chunks are
-// deleted: the next attempt starts from scratch and writes its own chunks from
-// sequence 0.
-func (s *Store) RequeueJob(ctx context.Context, jobID int64, attempt int) (bool, error) {
+// completeJob completes the job h describes, which is not completed: it
+// settles its steps, frees its agent, counts a failure in the run's counters
+// and ends its current attempt's history entry, unless that one ended before.
+func completeJob(ctx context.Context, tx *sql.Tx, jobID int64, h jobHead, result ci.JobResult, message string, at time.Time) error {
+	if _, err := tx.ExecContext(ctx, `
+		UPDATE jobs SET state = ?, result = ?, message = ?, finished = ?, lease_until = NULL WHERE id = ?`,
+		ci.JobCompleted, result, message, ms(at), jobID); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE steps SET status = ? WHERE job_id = ? AND status = ?`,
+		ci.StepSkipped, jobID, ci.StepPending); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `
+		UPDATE steps SET status = ?, finished = coalesce(finished, ?) WHERE job_id = ? AND status = ?`,
+		runningStepStatus(result), ms(at), jobID, ci.StepRunning); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE agents SET job_id = NULL WHERE job_id = ?`, jobID); err != nil {
+		return err
+	}
+	if !h.covered && result != ci.JobOK {
+		// Incremental, so completing a job costs the same in a run of any size.
+		if _, err := tx.ExecContext(ctx, `UPDATE runs SET jobs_error = jobs_error + 1 WHERE id = ?`,
+			h.runID); err != nil {
+			return err
+		}
+	}
+	return endAttempt(ctx, tx, jobID, h.attempt, result, message, at)
+}
+
+// endAttempt closes the attempt's history entry if it is still open.
+func endAttempt(ctx context.Context, tx *sql.Tx, jobID int64, attempt int, outcome ci.JobResult, message string, at time.Time) error {
+	if attempt <= 0 {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, `
+		UPDATE job_attempts SET finished = ?, outcome = ?, message = ?
+		WHERE job_id = ? AND attempt = ? AND outcome = ''`,
+		ms(at), outcome, message, jobID, attempt)
+	return err
+}
+
+var failOutcomes = map[ci.JobResult]bool{ci.JobAgentLost: true, ci.JobError: true}
+
+// FailAttempt ends the current attempt after an infrastructure failure and
+// requeues or completes the job, in one transaction.
+func (s *Store) FailAttempt(ctx context.Context, f store.AttemptFailure) (ci.Job, store.FailOutcome, error) {
+	switch {
+	case f.Attempt <= 0:
+		return ci.Job{}, store.FailNone, fmt.Errorf("fail attempt of job %d: attempt %d: give the failed attempt (>= 1): %w", f.JobID, f.Attempt, ci.ErrInvalid)
+	case !failOutcomes[f.Outcome]:
+		return ci.Job{}, store.FailNone, fmt.Errorf("fail attempt %d of job %d: outcome %q: use agent_lost or error: %w", f.Attempt, f.JobID, f.Outcome, ci.ErrInvalid)
+	case !f.Retry && !jobResults[f.Result]:
+		return ci.Job{}, store.FailNone, fmt.Errorf("fail attempt %d of job %d: unknown result %q: %w", f.Attempt, f.JobID, f.Result, ci.ErrInvalid)
+	}
+	var j ci.Job
+	outcome := store.FailNone
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		h, err := getJobHead(ctx, tx, f.JobID)
+		if err != nil {
+			return err
+		}
+		if err := fence(f.JobID, h, f.Attempt); err != nil {
+			return err
+		}
+		if f.OnlyIfExpired && (h.lease == nil || !h.lease.Before(f.At)) {
+			// The agent renewed its lease after the caller saw it expire.
+			j, err = getJobWithSteps(ctx, tx, f.JobID)
+			return err
+		}
+		if err := endAttempt(ctx, tx, f.JobID, f.Attempt, f.Outcome, f.Reason, f.At); err != nil {
+			return err
+		}
+		switch {
+		case h.cancel != nil:
+			msg := "cancelled by user"
+			if f.Reason != "" {
+				msg += "; " + f.Reason
+			}
+			err = completeJob(ctx, tx, f.JobID, h, ci.JobCancelled, msg, f.At)
+			outcome = store.FailCompleted
+		case !f.Retry:
+			err = completeJob(ctx, tx, f.JobID, h, f.Result, f.Message, f.At)
+			outcome = store.FailCompleted
+		default:
+			err = requeueJob(ctx, tx, f.JobID)
+			outcome = store.FailRequeued
+		}
+		if err != nil {
+			return err
+		}
+		j, err = getJobWithSteps(ctx, tx, f.JobID)
+		return err
+	})
+	if err != nil {
+		return ci.Job{}, store.FailNone, fmt.Errorf("fail attempt %d of job %d: %w", f.Attempt, f.JobID, err)
+	}
+	return j, outcome, nil
+}
+
+// requeueJob puts an active job back to queued for its next attempt (whose
+// claim increments the attempt number). Its steps start over; the log chunks
+// of the failed attempt stay, under their attempt number.
+func requeueJob(ctx context.Context, tx *sql.Tx, jobID int64) error {
+	if _, err := tx.ExecContext(ctx, `
+		UPDATE jobs SET state = ?, result = '', message = '', agent_id = NULL,
+			assigned = NULL, started = NULL, finished = NULL, lease_until = NULL
+		WHERE id = ?`, ci.JobQueued, jobID); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `
+		UPDATE steps SET status = ?, exit_code = NULL, reason = '', message = '', started = NULL, finished = NULL
+		WHERE job_id = ?`, ci.StepPending, jobID); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, `UPDATE agents SET job_id = NULL WHERE job_id = ?`, jobID)
+	return err
+}
+
+// RequestCancel completes a queued job cancelled, or records the cancel
+// request of an active one (the first request time stays).
+func (s *Store) RequestCancel(ctx context.Context, jobID int64, at time.Time, message string) (ci.Job, bool, error) {
+	var j ci.Job
 	var changed bool
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		h, err := getJobHead(ctx, tx, jobID)
 		if err != nil {
 			return err
 		}
-		if attempt < 0 {
-			return fmt.Errorf("attempt %d is negative: %w", attempt, ci.ErrInvalid)
+		switch {
+		case h.state == ci.JobQueued:
+			if err := completeJob(ctx, tx, jobID, h, ci.JobCancelled, message, at); err != nil {
+				return err
+			}
+			changed = true
+		case h.active() && h.cancel == nil:
+			if _, err := tx.ExecContext(ctx, `UPDATE jobs SET cancel_requested = ? WHERE id = ?`, ms(at), jobID); err != nil {
+				return err
+			}
+			changed = true
 		}
-		if attempt > 0 && (h.attempt != attempt || h.state == ci.JobCompleted) {
-			return fmt.Errorf("job %d is %s at attempt %d, attempt %d is over: %w",
-				jobID, h.state, h.attempt, attempt, ci.ErrStaleAttempt)
-		}
-		if !h.active() {
-			return nil
-		}
-		if _, err := tx.ExecContext(ctx, `
-			UPDATE jobs SET state = ?, result = '', message = '', agent_id = NULL,
-				assigned = NULL, started = NULL, finished = NULL, lease_until = NULL
-			WHERE id = ?`, ci.JobQueued, jobID); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `
-			UPDATE steps SET status = ?, exit_code = NULL, reason = '', message = '', started = NULL, finished = NULL
-			WHERE job_id = ?`, ci.StepPending, jobID); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM log_chunks WHERE job_id = ?`, jobID); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE agents SET job_id = NULL WHERE job_id = ?`, jobID); err != nil {
-			return err
-		}
-		changed = true
-		return nil
+		j, err = getJobWithSteps(ctx, tx, jobID)
+		return err
 	})
 	if err != nil {
-		return false, fmt.Errorf("requeue job %d: %w", jobID, err)
+		return ci.Job{}, false, fmt.Errorf("cancel job %d: %w", jobID, err)
 	}
-	return changed, nil
+	return j, changed, nil
+}
+
+const attemptCols = `job_id, attempt, agent_id, agent, assigned, started, finished, outcome, message`
+
+func scanAttempt(sc scanner) (ci.JobAttempt, error) {
+	var a ci.JobAttempt
+	var agentID, started, finished sql.NullInt64
+	var assigned int64
+	if err := sc.Scan(&a.JobID, &a.Attempt, &agentID, &a.Agent, &assigned, &started, &finished, &a.Outcome,
+		&a.Message); err != nil {
+		return ci.JobAttempt{}, err
+	}
+	a.AgentID = agentID.Int64
+	a.Assigned = fromMS(assigned)
+	a.Started = fromNullMS(started)
+	a.Finished = fromNullMS(finished)
+	return a, nil
+}
+
+// ListJobAttempts returns the job's attempt history in order.
+func (s *Store) ListJobAttempts(ctx context.Context, jobID int64) ([]ci.JobAttempt, error) {
+	out, err := queryAll(ctx, s.r, scanAttempt,
+		`SELECT `+attemptCols+` FROM job_attempts WHERE job_id = ? ORDER BY attempt`, jobID)
+	if err != nil {
+		return nil, fmt.Errorf("list attempts of job %d: %w", jobID, err)
+	}
+	return out, nil
 }
 
 // RerunJob covers a completed job, inserts a fresh copy of it in the same run

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"bufio"
 	"context"
+	"database/sql"
 	"fmt"
 	"os"
 	"os/exec"
@@ -152,16 +153,21 @@ func TestReopenKeepsData(t *testing.T) {
 	jobs := []*ci.Job{{Name: "j", Steps: []ci.Step{{Tool: "shell", Fields: map[string]any{"cmd": "true"}}}}}
 	r := ci.Run{FlowID: fl.ID, StageName: "build", State: ci.RunInProgress}
 	require.NoError(t, s.CreateRun(ctx, &r, jobs))
-	_, err = s.AppendLog(ctx, ci.LogChunk{JobID: jobs[0].ID, Step: 0, Seq: 0, Data: []byte("hello\n")})
-	require.NoError(t, err)
-	_, err = s.AppendLog(ctx, ci.LogChunk{JobID: jobs[0].ID, Step: 0, Seq: 1, Data: []byte("world\n")})
-	require.NoError(t, err)
 	a, err := s.RegisterAgent(ctx, ci.Agent{UUID: "u", Name: "a"}, time.Now())
 	require.NoError(t, err)
 	a, err = s.UpdateAgent(ctx, a.ID, store.AgentUpdate{Authorized: new(true)})
 	require.NoError(t, err)
 	claimed, err := s.ClaimJob(ctx, jobs[0].ID, a.ID, time.Minute)
 	require.NoError(t, err)
+	_, err = s.AppendLog(ctx, ci.LogChunk{JobID: jobs[0].ID, Attempt: 1, Step: 0, Seq: 0, Data: []byte("hello\n")})
+	require.NoError(t, err)
+	_, err = s.AppendLog(ctx, ci.LogChunk{JobID: jobs[0].ID, Attempt: 1, Step: 0, Seq: 1, Data: []byte("world\n")})
+	require.NoError(t, err)
+	// A cancel request survives a restart of kkd.
+	claimed, changed, err := s.RequestCancel(ctx, jobs[0].ID, time.Now(), "")
+	require.NoError(t, err)
+	require.True(t, changed)
+	claimed.Steps = jobs[0].Steps
 	require.NoError(t, s.Close())
 
 	s = openAt(t, path)
@@ -180,10 +186,15 @@ func TestReopenKeepsData(t *testing.T) {
 	gotJ, err := s.GetJob(ctx, jobs[0].ID)
 	require.NoError(t, err)
 	require.Equal(t, claimed, gotJ)
+	require.NotNil(t, gotJ.CancelRequested)
 	gotA, err := s.GetAgent(ctx, a.ID)
 	require.NoError(t, err)
 	require.Equal(t, claimed.ID, gotA.JobID)
-	logs, err := s.ReadLogs(ctx, jobs[0].ID, -1, -1, -1, 0)
+	attempts, err := s.ListJobAttempts(ctx, jobs[0].ID)
+	require.NoError(t, err)
+	require.Len(t, attempts, 1)
+	require.Equal(t, "a", attempts[0].Agent)
+	logs, err := s.ReadLogs(ctx, jobs[0].ID, -1, -1, store.LogPos{}, 0)
 	require.NoError(t, err)
 	require.Len(t, logs, 2)
 	require.Equal(t, "hello\nworld\n", string(logs[0].Data)+string(logs[1].Data))
@@ -211,6 +222,9 @@ func TestQueryPlans(t *testing.T) {
 		{"agent of a job", `UPDATE agents SET job_id = NULL WHERE job_id = 1`, nil, "agents_job"},
 		{"credential", `SELECT 1 FROM agents WHERE credential_hash = 'x' AND credential_hash <> ''`, nil,
 			"agents_credential"},
+		{"log of an attempt's step", `SELECT data FROM log_chunks WHERE job_id = 1 AND (attempt, step, seq) > (1, 0, 5)
+			AND attempt = 1 AND step = 0 ORDER BY attempt, step, seq`, nil, "sqlite_autoindex_log_chunks"},
+		{"attempts of a job", `SELECT 1 FROM job_attempts WHERE job_id = 1 ORDER BY attempt`, nil, "sqlite_autoindex_job_attempts"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -271,11 +285,21 @@ func TestDurabilityHelper(t *testing.T) {
 	if err := s.CreateRun(ctx, &ci.Run{FlowID: fl.ID, StageName: "build", State: ci.RunInProgress}, jobs); err != nil {
 		fail(err)
 	}
+	a, err := s.RegisterAgent(ctx, ci.Agent{UUID: "u", Name: "a"}, time.Now())
+	if err != nil {
+		fail(err)
+	}
+	if _, err := s.UpdateAgent(ctx, a.ID, store.AgentUpdate{Authorized: new(true)}); err != nil {
+		fail(err)
+	}
+	if _, err := s.ClaimJob(ctx, jobs[0].ID, a.ID, time.Hour); err != nil {
+		fail(err)
+	}
 	fmt.Printf("job %d\n", jobs[0].ID)
 	chunk := make([]byte, 4096)
 	deadline := time.Now().Add(time.Minute) // never outlive a vanished parent
 	for seq := int64(0); time.Now().Before(deadline); seq++ {
-		if _, err := s.AppendLog(ctx, ci.LogChunk{JobID: jobs[0].ID, Step: 0, Seq: seq, Data: chunk}); err != nil {
+		if _, err := s.AppendLog(ctx, ci.LogChunk{JobID: jobs[0].ID, Attempt: 1, Step: 0, Seq: seq, Data: chunk}); err != nil {
 			fail(err)
 		}
 		// Reported only after the commit returned.
@@ -337,7 +361,7 @@ func TestDurabilitySIGKILL(t *testing.T) {
 	j, err := s.GetJob(ctx, jobID)
 	require.NoError(t, err)
 	require.Len(t, j.Steps, 1)
-	logs, err := s.ReadLogs(ctx, jobID, 0, -1, -1, 0)
+	logs, err := s.ReadLogs(ctx, jobID, 1, 0, store.LogPos{}, 0)
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, int64(len(logs)), last+1, "every reported commit survived")
 	for i, c := range logs {
@@ -399,14 +423,86 @@ func BenchmarkAppendLog(b *testing.B) {
 	require.NoError(b, s.CreateFlow(ctx, &fl))
 	jobs := []*ci.Job{{Name: "j", Steps: []ci.Step{{Tool: "shell"}}}}
 	require.NoError(b, s.CreateRun(ctx, &ci.Run{FlowID: fl.ID, StageName: "build", State: ci.RunInProgress}, jobs))
+	a, err := s.RegisterAgent(ctx, ci.Agent{UUID: "u", Name: "a"}, time.Now())
+	require.NoError(b, err)
+	_, err = s.UpdateAgent(ctx, a.ID, store.AgentUpdate{Authorized: new(true)})
+	require.NoError(b, err)
+	_, err = s.ClaimJob(ctx, jobs[0].ID, a.ID, time.Hour)
+	require.NoError(b, err)
 	data := []byte(strings.Repeat("building target 42: compiling module x ... ok\n", 64<<10/46+1)[:64<<10])
 
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
-		if _, err := s.AppendLog(ctx, ci.LogChunk{JobID: jobs[0].ID, Step: 0, Seq: int64(i), Data: data}); err != nil {
+		if _, err := s.AppendLog(ctx, ci.LogChunk{JobID: jobs[0].ID, Attempt: 1, Step: 0, Seq: int64(i), Data: data}); err != nil {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestMigrateAttempts upgrades a database of schema version 1 that holds a
+// running job with logs: its chunks land under the job's current attempt and
+// the attempt shows in the history.
+func TestMigrateAttempts(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "kk.db")
+	all, err := migrations()
+	require.NoError(t, err)
+	db, err := sql.Open("sqlite", dsn(path))
+	require.NoError(t, err)
+	for _, q := range []string{createMigrationsTable, all[0].sql,
+		`INSERT INTO schema_migrations (version, name, applied) VALUES (1, 'init', 0)`,
+		`INSERT INTO projects (id, name, created) VALUES (1, 'p', 0)`,
+		`INSERT INTO branches (id, project_id, name, created) VALUES (1, 1, 'main', 0)`,
+		`INSERT INTO flows (id, branch_id, kind, state, seq, kind_seq, created) VALUES (1, 1, 'ci', 'in_progress', 1, 1, 0)`,
+		`INSERT INTO runs (id, flow_id, stage_name, state, seq, created) VALUES (1, 1, 'build', 'in_progress', 1, 0)`,
+		`INSERT INTO agents (id, uuid, name, authorized, created) VALUES (7, 'u', 'builder', 1, 0)`,
+		`INSERT INTO jobs (id, run_id, flow_id, name, state, agent_id, attempt, created, assigned, started, lease_until)
+			VALUES (1, 1, 1, 'j', 'running', 7, 2, 0, 1000, 2000, 99999999999999)`,
+		`INSERT INTO jobs (id, run_id, flow_id, name, state, created) VALUES (2, 1, 1, 'queued', 'queued', 0)`,
+		`INSERT INTO steps (job_id, idx, status) VALUES (1, 0, 'running')`,
+		`UPDATE agents SET job_id = 1 WHERE id = 7`,
+		`INSERT INTO log_chunks (job_id, step, seq, data) VALUES (1, 0, 0, CAST('hello ' AS BLOB)), (1, 0, 1, CAST('world' AS BLOB))`,
+	} {
+		_, err := db.ExecContext(ctx, q)
+		require.NoError(t, err, q)
+	}
+	require.NoError(t, db.Close())
+
+	s := openAt(t, path)
+	logs, err := s.ReadLogs(ctx, 1, -1, -1, store.LogPos{}, 0)
+	require.NoError(t, err)
+	require.Len(t, logs, 2)
+	for _, c := range logs {
+		require.Equal(t, 2, c.Attempt, "the chunks belong to the current attempt")
+	}
+	require.Equal(t, "hello world", string(logs[0].Data)+string(logs[1].Data))
+	attempts, err := s.ListJobAttempts(ctx, 1)
+	require.NoError(t, err)
+	require.Len(t, attempts, 1)
+	require.Equal(t, 2, attempts[0].Attempt)
+	require.Equal(t, "builder", attempts[0].Agent)
+	require.EqualValues(t, 7, attempts[0].AgentID)
+	require.Empty(t, attempts[0].Outcome)
+	attempts, err = s.ListJobAttempts(ctx, 2)
+	require.NoError(t, err)
+	require.Empty(t, attempts, "a job never claimed has no history")
+	j, err := s.GetJob(ctx, 1)
+	require.NoError(t, err)
+	require.Nil(t, j.CancelRequested)
+
+	// The running attempt goes on where it was.
+	inserted, err := s.AppendLog(ctx, ci.LogChunk{JobID: 1, Attempt: 2, Step: 0, Seq: 2, Data: []byte("!")})
+	require.NoError(t, err)
+	require.True(t, inserted)
+	_, err = s.AppendLog(ctx, ci.LogChunk{JobID: 1, Attempt: 1, Step: 0, Seq: 3, Data: []byte("?")})
+	require.ErrorIs(t, err, ci.ErrStaleAttempt)
+	var check string
+	require.NoError(t, s.r.QueryRowContext(ctx, "PRAGMA integrity_check").Scan(&check))
+	require.Equal(t, "ok", check)
+	var fk int
+	require.NoError(t, s.r.QueryRowContext(ctx, "SELECT count(*) FROM pragma_foreign_key_check").Scan(&fk))
+	require.Zero(t, fk)
 }

@@ -21,8 +21,13 @@ func jobCases() []testCase {
 			require.ErrorIs(t, err, ci.ErrNotFound)
 			_, _, err = s.CompleteJob(ctx, 42, 0, ci.JobOK, "", now())
 			require.ErrorIs(t, err, ci.ErrNotFound)
-			_, err = s.RequeueJob(ctx, 42, 0)
+			_, _, err = s.FailAttempt(ctx, store.AttemptFailure{JobID: 42, Attempt: 1, At: now(), Outcome: ci.JobAgentLost, Retry: true})
 			require.ErrorIs(t, err, ci.ErrNotFound)
+			_, _, err = s.RequestCancel(ctx, 42, now(), "")
+			require.ErrorIs(t, err, ci.ErrNotFound)
+			attempts, err := s.ListJobAttempts(ctx, 42)
+			require.NoError(t, err)
+			require.Empty(t, attempts)
 			_, err = s.RerunJob(ctx, 42)
 			require.ErrorIs(t, err, ci.ErrNotFound)
 			require.ErrorIs(t, s.StartJob(ctx, 42, 1, now()), ci.ErrNotFound)
@@ -478,33 +483,32 @@ func fencingCases() []testCase {
 			start := now()
 			require.NoError(t, s.UpdateStep(f.ctx, old.ID, old.Attempt,
 				ci.Step{Index: 0, Status: ci.StepRunning, Started: &start}))
-			_, err := s.AppendLog(f.ctx, ci.LogChunk{JobID: old.ID, Step: 0, Seq: 0, Data: []byte("attempt 1")})
-			require.NoError(t, err)
+			f.append(chunk(old, 0, 0, "attempt 1"))
 
-			changed, err := s.RequeueJob(f.ctx, old.ID, old.Attempt)
-			require.NoError(t, err)
-			require.True(t, changed)
-			q := f.job(old.ID)
+			q, outcome := f.fail(old, true)
+			require.Equal(t, store.FailRequeued, outcome)
+			require.Equal(t, q, f.job(old.ID))
 			require.Equal(t, ci.JobQueued, q.State)
 			require.Zero(t, q.AgentID)
 			require.Nil(t, q.Assigned)
 			require.Nil(t, q.Started)
 			require.Nil(t, q.LeaseUntil)
+			require.Empty(t, q.Result)
 			require.Equal(t, old.Attempt, q.Attempt)
 			for _, st := range q.Steps {
 				require.Equal(t, ci.StepPending, st.Status)
 				require.Nil(t, st.Started)
 			}
 			require.Zero(t, f.getAgent(a1.ID).JobID)
-			logs, err := s.ReadLogs(f.ctx, old.ID, -1, -1, -1, 0)
-			require.NoError(t, err)
-			require.Empty(t, logs, "the next attempt writes its own log")
+			logs := f.readAll(old.ID)
+			require.Len(t, logs, 1, "the failed attempt keeps its log")
+			require.Equal(t, old.Attempt, logs[0].Attempt)
 
 			// Until it is claimed again, the old attempt is over already.
 			require.ErrorIs(t, s.StartJob(f.ctx, old.ID, old.Attempt, now()), ci.ErrStaleAttempt)
-			changed, err = s.RequeueJob(f.ctx, old.ID, old.Attempt)
-			require.NoError(t, err)
-			require.False(t, changed, "requeue is idempotent")
+			_, _, err := s.FailAttempt(f.ctx, store.AttemptFailure{JobID: old.ID, Attempt: old.Attempt, At: now(),
+				Outcome: ci.JobAgentLost, Retry: true})
+			require.ErrorIs(t, err, ci.ErrStaleAttempt, "an attempt fails once")
 
 			cur := f.claim(old.ID, a2.ID)
 			require.Equal(t, old.Attempt+1, cur.Attempt)
@@ -516,7 +520,10 @@ func fencingCases() []testCase {
 				ci.ErrStaleAttempt)
 			_, _, err = s.CompleteJob(f.ctx, cur.ID, stale, ci.JobOK, "", now())
 			require.ErrorIs(t, err, ci.ErrStaleAttempt)
-			_, err = s.RequeueJob(f.ctx, cur.ID, stale)
+			_, _, err = s.FailAttempt(f.ctx, store.AttemptFailure{JobID: cur.ID, Attempt: stale, At: now(),
+				Outcome: ci.JobAgentLost, Retry: true})
+			require.ErrorIs(t, err, ci.ErrStaleAttempt)
+			_, err = s.AppendLog(f.ctx, chunk(old, 0, 1, "late"))
 			require.ErrorIs(t, err, ci.ErrStaleAttempt)
 
 			// None of the stale writes landed.
@@ -543,26 +550,277 @@ func fencingCases() []testCase {
 			require.ErrorIs(t, err, ci.ErrStaleAttempt)
 			require.ErrorIs(t, s.UpdateStep(f.ctx, cur.ID, cur.Attempt, ci.Step{Index: 0, Status: ci.StepOK}),
 				ci.ErrStaleAttempt)
-			_, err = s.RequeueJob(f.ctx, cur.ID, cur.Attempt)
+			_, _, err = s.FailAttempt(f.ctx, store.AttemptFailure{JobID: cur.ID, Attempt: cur.Attempt, At: now(),
+				Outcome: ci.JobAgentLost, Retry: true})
 			require.ErrorIs(t, err, ci.ErrStaleAttempt)
 		}},
-		{"server side requeue", func(t *testing.T, s store.Store) {
+		{"fail attempt requeues, gives up or cancels", func(t *testing.T, s store.Store) {
+			tests := []struct {
+				name    string
+				retry   bool
+				cancel  bool
+				outcome store.FailOutcome
+				state   ci.JobState
+				result  ci.JobResult
+				message string
+			}{
+				{name: "retry", retry: true, outcome: store.FailRequeued, state: ci.JobQueued},
+				{name: "give up", outcome: store.FailCompleted, state: ci.JobCompleted, result: ci.JobAgentLost, message: "gave up after 1 attempt"},
+				{name: "pending cancel wins over a retry", retry: true, cancel: true, outcome: store.FailCompleted,
+					state: ci.JobCompleted, result: ci.JobCancelled, message: "cancelled by user; lost contact"},
+				{name: "pending cancel wins over giving up", cancel: true, outcome: store.FailCompleted,
+					state: ci.JobCompleted, result: ci.JobCancelled, message: "cancelled by user; lost contact"},
+			}
+			parent := newFx(t, s)
+			for _, tc := range tests {
+				t.Run(tc.name, func(t *testing.T) {
+					f := parent.sub(t)
+					r, jobs := f.queued(1, 2)
+					a := f.agent(f.unique("agent"), true)
+					j := f.claim(jobs[0].ID, a.ID)
+					require.NoError(t, s.StartJob(f.ctx, j.ID, j.Attempt, now()))
+					if tc.cancel {
+						_, changed, err := s.RequestCancel(f.ctx, j.ID, now(), "")
+						require.NoError(t, err)
+						require.True(t, changed)
+					}
+					at := now().Add(time.Minute)
+					got, outcome, err := s.FailAttempt(f.ctx, store.AttemptFailure{JobID: j.ID, Attempt: j.Attempt, At: at,
+						Outcome: ci.JobAgentLost, Reason: "lost contact", Retry: tc.retry, Result: ci.JobAgentLost,
+						Message: "gave up after 1 attempt"})
+					require.NoError(t, err)
+					require.Equal(t, tc.outcome, outcome)
+					require.Equal(t, tc.state, got.State)
+					require.Equal(t, tc.result, got.Result)
+					require.Equal(t, tc.message, got.Message)
+					require.Equal(t, got, f.job(j.ID))
+					require.Zero(t, f.getAgent(a.ID).JobID, "the agent is free")
+					if tc.state == ci.JobCompleted {
+						requireTime(t, at, got.Finished)
+						require.Nil(t, got.LeaseUntil)
+						require.Equal(t, []ci.StepStatus{ci.StepSkipped, ci.StepSkipped}, []ci.StepStatus{got.Steps[0].Status, got.Steps[1].Status})
+						run, err := s.GetRun(f.ctx, r.ID)
+						require.NoError(t, err)
+						require.Equal(t, 1, run.JobsError)
+					}
+					attempts, err := s.ListJobAttempts(f.ctx, j.ID)
+					require.NoError(t, err)
+					require.Len(t, attempts, 1)
+					require.Equal(t, ci.JobAgentLost, attempts[0].Outcome, "the attempt itself was lost")
+					require.Equal(t, "lost contact", attempts[0].Message)
+					requireTime(t, at, attempts[0].Finished)
+				})
+			}
+		}},
+		{"fail attempt refusals", func(t *testing.T, s store.Store) {
+			f := newFx(t, s)
+			j := f.claimed(1)
+			tests := []struct {
+				name string
+				f    store.AttemptFailure
+				want error
+			}{
+				{"no attempt", store.AttemptFailure{JobID: j.ID, Outcome: ci.JobAgentLost, Retry: true}, ci.ErrInvalid},
+				{"outcome not an infrastructure failure", store.AttemptFailure{JobID: j.ID, Attempt: j.Attempt, Outcome: ci.JobFailed, Retry: true}, ci.ErrInvalid},
+				{"no result when giving up", store.AttemptFailure{JobID: j.ID, Attempt: j.Attempt, Outcome: ci.JobError}, ci.ErrInvalid},
+				{"other attempt", store.AttemptFailure{JobID: j.ID, Attempt: j.Attempt + 1, Outcome: ci.JobError, Retry: true}, ci.ErrStaleAttempt},
+			}
+			before := f.job(j.ID)
+			for _, tc := range tests {
+				t.Run(tc.name, func(t *testing.T) {
+					tc.f.At = now()
+					_, outcome, err := s.FailAttempt(f.ctx, tc.f)
+					require.ErrorIs(t, err, tc.want)
+					require.Equal(t, store.FailNone, outcome)
+					require.Equal(t, before, f.job(j.ID))
+				})
+			}
+		}},
+		{"a lease renewed after it was seen expired is not failed", func(t *testing.T, s store.Store) {
+			f := newFx(t, s)
+			j := f.claimed(1) // lease: one minute
+			later := now().Add(2 * time.Minute)
+			expired, err := s.ListExpiredJobs(f.ctx, later)
+			require.NoError(t, err)
+			require.Equal(t, []int64{j.ID}, jobIDs(expired))
+
+			// The agent's heartbeat lands between the watchdog's list and its expiry.
+			_, err = s.RenewLease(f.ctx, j.ID, j.Attempt, later.Add(time.Minute))
+			require.NoError(t, err)
+			before := f.job(j.ID)
+			got, outcome, err := s.FailAttempt(f.ctx, store.AttemptFailure{JobID: j.ID, Attempt: j.Attempt, At: later,
+				OnlyIfExpired: true, Outcome: ci.JobAgentLost, Retry: true})
+			require.NoError(t, err)
+			require.Equal(t, store.FailNone, outcome)
+			require.Equal(t, before, got)
+			require.Equal(t, before, f.job(j.ID), "no change")
+			attempts, err := s.ListJobAttempts(f.ctx, j.ID)
+			require.NoError(t, err)
+			require.Empty(t, attempts[0].Outcome, "the attempt runs on")
+
+			// A lease ending exactly at At has not expired; one before it has.
+			_, outcome, err = s.FailAttempt(f.ctx, store.AttemptFailure{JobID: j.ID, Attempt: j.Attempt, At: later.Add(time.Minute),
+				OnlyIfExpired: true, Outcome: ci.JobAgentLost, Retry: true})
+			require.NoError(t, err)
+			require.Equal(t, store.FailNone, outcome)
+			_, outcome, err = s.FailAttempt(f.ctx, store.AttemptFailure{JobID: j.ID, Attempt: j.Attempt, At: later.Add(time.Minute + time.Millisecond),
+				OnlyIfExpired: true, Outcome: ci.JobAgentLost, Retry: true})
+			require.NoError(t, err)
+			require.Equal(t, store.FailRequeued, outcome)
+		}},
+		{"racing renewals and expiries never lose a live attempt", func(t *testing.T, s store.Store) {
+			f := newFx(t, s)
+			j := f.claimed(1)
+			seen := now().Add(2 * time.Minute) // the watchdog saw the lease expired at this time
+			const n = 10
+			outcomes := make([]store.FailOutcome, n)
+			errs := parallel(n, func(i int) error {
+				if i%2 == 0 {
+					_, err := s.RenewLease(f.ctx, j.ID, j.Attempt, seen.Add(time.Hour))
+					if errors.Is(err, ci.ErrStaleAttempt) {
+						return nil // the expiry won the race
+					}
+					return err
+				}
+				var err error
+				_, outcomes[i], err = s.FailAttempt(f.ctx, store.AttemptFailure{JobID: j.ID, Attempt: j.Attempt, At: seen,
+					OnlyIfExpired: true, Outcome: ci.JobAgentLost, Retry: true})
+				if errors.Is(err, ci.ErrStaleAttempt) {
+					return nil // another expiry won
+				}
+				return err
+			})
+			requireNoErrors(t, errs)
+			got := f.job(j.ID)
+			requeued := 0
+			for _, o := range outcomes {
+				if o == store.FailRequeued {
+					requeued++
+				}
+			}
+			require.LessOrEqual(t, requeued, 1, "an attempt fails once")
+			if requeued == 0 {
+				require.Equal(t, ci.JobAssigned, got.State, "a renewal came first: the attempt lives")
+				require.True(t, got.LeaseUntil.After(seen))
+			} else {
+				require.Equal(t, ci.JobQueued, got.State)
+			}
+		}},
+		{"attempt history", func(t *testing.T, s store.Store) {
 			f := newFx(t, s)
 			_, jobs := f.queued(1, 1)
-			changed, err := s.RequeueJob(f.ctx, jobs[0].ID, 0)
+			a1, a2 := f.agent("first-agent", true), f.agent("second-agent", true)
+			first := f.claim(jobs[0].ID, a1.ID)
+			started := now()
+			require.NoError(t, s.StartJob(f.ctx, first.ID, first.Attempt, started))
+			failedAt := now()
+			f.failAt(first, true, failedAt)
+			second := f.claim(first.ID, a2.ID)
+			attempts, err := s.ListJobAttempts(f.ctx, first.ID)
 			require.NoError(t, err)
-			require.False(t, changed, "a queued job is not requeued")
+			require.Len(t, attempts, 2)
+			require.Empty(t, attempts[1].Outcome, "the current attempt is open")
+			require.Nil(t, attempts[1].Finished)
+			doneAt := now().Add(time.Second)
+			_, _, err = s.CompleteJob(f.ctx, second.ID, second.Attempt, ci.JobFailed, "step 0 failed", doneAt)
+			require.NoError(t, err)
+			_, _, err = s.CompleteJob(f.ctx, second.ID, 0, ci.JobCancelled, "again", now())
+			require.NoError(t, err)
+
+			attempts, err = s.ListJobAttempts(f.ctx, first.ID)
+			require.NoError(t, err)
+			require.Len(t, attempts, 2)
+			one, two := attempts[0], attempts[1]
+			require.Equal(t, []int{1, 2}, []int{one.Attempt, two.Attempt})
+			require.Equal(t, first.ID, one.JobID)
+			require.Equal(t, a1.ID, one.AgentID)
+			require.Equal(t, "first-agent", one.Agent)
+			require.True(t, first.Assigned.Equal(one.Assigned))
+			requireTime(t, started, one.Started)
+			requireTime(t, failedAt, one.Finished)
+			require.Equal(t, ci.JobAgentLost, one.Outcome)
+			require.Equal(t, "lost contact", one.Message)
+			require.Equal(t, a2.ID, two.AgentID)
+			require.Equal(t, "second-agent", two.Agent)
+			require.Nil(t, two.Started)
+			requireTime(t, doneAt, two.Finished)
+			require.Equal(t, ci.JobFailed, two.Outcome, "the attempt that completed the job carries its result")
+			require.Equal(t, "step 0 failed", two.Message)
+
+			// Deleting an agent keeps its name in the history.
+			require.NoError(t, s.DeleteAgent(f.ctx, a1.ID))
+			attempts, err = s.ListJobAttempts(f.ctx, first.ID)
+			require.NoError(t, err)
+			require.Zero(t, attempts[0].AgentID)
+			require.Equal(t, "first-agent", attempts[0].Agent)
+		}},
+		{"request cancel", func(t *testing.T, s store.Store) {
+			f := newFx(t, s)
+			r, jobs := f.queued(3, 1)
 			a := f.agent("a", true)
-			j := f.claim(jobs[0].ID, a.ID)
-			changed, err = s.RequeueJob(f.ctx, j.ID, 0)
+
+			// A queued job completes at once.
+			got, changed, err := s.RequestCancel(f.ctx, jobs[0].ID, now(), "cancelled by user")
 			require.NoError(t, err)
 			require.True(t, changed)
-			f.complete(j.ID, ci.JobError)
-			changed, err = s.RequeueJob(f.ctx, j.ID, 0)
+			require.Equal(t, ci.JobCompleted, got.State)
+			require.Equal(t, ci.JobCancelled, got.Result)
+			require.Equal(t, "cancelled by user", got.Message)
+			require.Nil(t, got.CancelRequested)
+			require.Equal(t, ci.StepSkipped, got.Steps[0].Status)
+			run, err := s.GetRun(f.ctx, r.ID)
 			require.NoError(t, err)
-			require.False(t, changed, "a completed job is not requeued")
+			require.Equal(t, 1, run.JobsError)
+
+			// An active job records the first request.
+			j := f.claim(jobs[1].ID, a.ID)
+			first := now()
+			got, changed, err = s.RequestCancel(f.ctx, j.ID, first, "")
+			require.NoError(t, err)
+			require.True(t, changed)
+			require.Equal(t, ci.JobAssigned, got.State)
+			requireTime(t, first, got.CancelRequested)
+			got, changed, err = s.RequestCancel(f.ctx, j.ID, first.Add(time.Minute), "")
+			require.NoError(t, err)
+			require.False(t, changed)
+			requireTime(t, first, got.CancelRequested)
+			renewed, err := s.RenewLease(f.ctx, j.ID, j.Attempt, now().Add(time.Hour))
+			require.NoError(t, err)
+			requireTime(t, first, renewed.CancelRequested) // the heartbeat learns it
+			active, err := s.ListActiveJobs(f.ctx)
+			require.NoError(t, err)
+			require.Len(t, active, 1)
+			requireTime(t, first, active[0].CancelRequested)
+
+			// A completed job is left alone.
+			done := f.complete(jobs[2].ID, ci.JobOK)
+			got, changed, err = s.RequestCancel(f.ctx, done.ID, now(), "")
+			require.NoError(t, err)
+			require.False(t, changed)
+			require.Equal(t, done, got)
+
+			// A rerun starts without the request.
+			f.complete(j.ID, ci.JobCancelled)
+			fresh, err := s.RerunJob(f.ctx, j.ID)
+			require.NoError(t, err)
+			require.Nil(t, fresh.CancelRequested)
 		}},
 	}
+}
+
+// fail ends job j's current attempt as lost, now: requeued when retry, else
+// completed with agent_lost.
+func (f *fx) fail(j ci.Job, retry bool) (ci.Job, store.FailOutcome) {
+	f.t.Helper()
+	return f.failAt(j, retry, now())
+}
+
+func (f *fx) failAt(j ci.Job, retry bool, at time.Time) (ci.Job, store.FailOutcome) {
+	f.t.Helper()
+	got, outcome, err := f.s.FailAttempt(f.ctx, store.AttemptFailure{JobID: j.ID, Attempt: j.Attempt, At: at,
+		Outcome: ci.JobAgentLost, Reason: "lost contact", Retry: retry, Result: ci.JobAgentLost, Message: "gave up"})
+	require.NoError(f.t, err)
+	return got, outcome
 }
 
 func jobIDs(jobs []ci.Job) []int64 {

@@ -256,7 +256,7 @@ type tree struct {
 }
 
 // tree builds a project, branch, stage, flow, run with two jobs (one claimed
-// by an agent, the other with logs).
+// by an agent, with logs and an attempt history, the other queued).
 func (f *fx) tree() tree {
 	f.t.Helper()
 	var c tree
@@ -269,8 +269,8 @@ func (f *fx) tree() tree {
 	c.run = ci.Run{FlowID: c.flow.ID, StageID: c.stage.ID, StageName: c.stage.Name, State: ci.RunInProgress}
 	require.NoError(f.t, f.s.CreateRun(f.ctx, &c.run, c.jobs))
 	c.agent = f.agent(f.unique("agent"), true)
-	f.claim(c.jobs[0].ID, c.agent.ID)
-	_, err := f.s.AppendLog(f.ctx, ci.LogChunk{JobID: c.jobs[1].ID, Step: 0, Seq: 0, Data: []byte("hello")})
+	j := f.claim(c.jobs[0].ID, c.agent.ID)
+	_, err := f.s.AppendLog(f.ctx, ci.LogChunk{JobID: j.ID, Attempt: j.Attempt, Step: 0, Seq: 0, Data: []byte("hello")})
 	require.NoError(f.t, err)
 	return c
 }
@@ -293,9 +293,12 @@ func (c tree) requireGone(t *testing.T, s store.Store, project bool) {
 	for _, j := range c.jobs {
 		_, err = s.GetJob(ctx, j.ID)
 		require.ErrorIs(t, err, ci.ErrNotFound)
-		logs, err := s.ReadLogs(ctx, j.ID, -1, -1, -1, 0)
+		logs, err := s.ReadLogs(ctx, j.ID, -1, -1, store.LogPos{}, 0)
 		require.NoError(t, err)
 		require.Empty(t, logs)
+		attempts, err := s.ListJobAttempts(ctx, j.ID)
+		require.NoError(t, err)
+		require.Empty(t, attempts)
 	}
 	jobs, err := s.ListJobs(ctx, c.run.ID)
 	require.NoError(t, err)
@@ -324,7 +327,10 @@ func (c tree) requireThere(t *testing.T, s store.Store) {
 	jobs, err := s.ListJobs(ctx, c.run.ID)
 	require.NoError(t, err)
 	require.Len(t, jobs, 2)
-	logs, err := s.ReadLogs(ctx, c.jobs[1].ID, -1, -1, -1, 0)
+	logs, err := s.ReadLogs(ctx, c.jobs[0].ID, -1, -1, store.LogPos{}, 0)
 	require.NoError(t, err)
 	require.Len(t, logs, 1)
+	attempts, err := s.ListJobAttempts(ctx, c.jobs[0].ID)
+	require.NoError(t, err)
+	require.Len(t, attempts, 1)
 }
