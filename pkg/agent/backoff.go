@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"log/slog"
 	"math/rand/v2"
 	"time"
 )
@@ -35,25 +34,5 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 		return true
 	case <-ctx.Done():
 		return false
-	}
-}
-
-// retry calls fn until it succeeds, fails with an error that is not
-// retryable, or ctx ends (then it returns ctx's error). Retryable failures are
-// logged and retried with backoff.
-func retry(ctx context.Context, log *slog.Logger, bo backoff, what string, fn func(ctx context.Context) error) error {
-	for {
-		err := fn(ctx)
-		if err == nil || !retryable(err) {
-			return err
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		d := bo.next()
-		log.Warn(what+" failed; retrying", "err", err, "retry_in", d.Round(time.Millisecond))
-		if !sleepCtx(ctx, d) {
-			return ctx.Err()
-		}
 	}
 }

@@ -83,9 +83,12 @@ func kkagentV(t *testing.T, version string) string {
 
 func crashWorker(t *testing.T) string { return binary(t, "./testdata/crashworker", "vbad") }
 
+// copyTo copies an executable with cp, so that no fd open for writing leaks
+// into a child another test forks meanwhile ("text file busy" at exec).
 func copyTo(t *testing.T, src, dst string) {
 	t.Helper()
-	require.NoError(t, copyFile(src, dst))
+	out, err := exec.Command("cp", src, dst).CombinedOutput()
+	require.NoError(t, err, "cp: %s", out)
 	require.NoError(t, os.Chmod(dst, 0o755))
 }
 
@@ -283,7 +286,7 @@ func startAgent(t *testing.T, exe, url, dataDir string, asUser *syscallCredentia
 	p.cmd.Env = append(os.Environ(), "KKAGENT_SELF_UPGRADE=", EnvUpgraded+"=")
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	p.cmd.SysProcAttr = procAttr(asUser)
-	require.NoError(t, p.cmd.Start())
+	require.NoError(t, startCmd(p.cmd))
 	go func() { _ = p.cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
 		killGroup(p.cmd.Process.Pid)

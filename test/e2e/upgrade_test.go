@@ -30,13 +30,15 @@ func buildAgentVersion(t *testing.T, dir, version string) string {
 }
 
 // installFile copies src to dst atomically (a new file renamed over dst),
-// as a release process would.
+// as a release process would. cp writes the file, so no fd open for writing
+// leaks into a child this process forks meanwhile (exec of dst would fail
+// with "text file busy").
 func installFile(t *testing.T, src, dst string) {
 	t.Helper()
-	data, err := os.ReadFile(src)
-	require.NoError(t, err)
 	tmp := dst + ".tmp"
-	require.NoError(t, os.WriteFile(tmp, data, 0o755))
+	out, err := exec.Command("cp", src, tmp).CombinedOutput()
+	require.NoError(t, err, "cp: %s", out)
+	require.NoError(t, os.Chmod(tmp, 0o755))
 	require.NoError(t, os.Rename(tmp, dst))
 }
 
