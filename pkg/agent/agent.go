@@ -230,6 +230,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			return setupError{err}
 		}
 	}
+	a.client.refresh = func(ctx context.Context) (string, error) { return a.refreshCredential(ctx, id) }
 	for {
 		if cred == "" {
 			if cred, err = a.register(ctx, id); err != nil {
@@ -289,6 +290,27 @@ func (a *Agent) upgraded(ctx context.Context) bool {
 // instead of hammering the server.
 func heldTooShort(elapsed, wait time.Duration) bool {
 	return elapsed < min(time.Second, wait/2)
+}
+
+// refreshCredential asks for a new credential after the server rejected the
+// current one (`kk agent rotate-token`): one register call with the enroll
+// secret, without waiting. It fails when the agent is no longer authorized.
+func (a *Agent) refreshCredential(ctx context.Context, id identity) (string, error) {
+	resp, err := a.client.register(ctx, 0, api.Register{
+		UUID: id.UUID, Name: a.cfg.Name, EnrollSecret: id.EnrollSecret, HostInfo: a.probe(),
+		RegistrationKey: a.cfg.RegistrationKey, Groups: a.cfg.Groups,
+	})
+	if err != nil {
+		return "", fmt.Errorf("refresh credential: %w", err)
+	}
+	if !resp.Authorized || resp.Credential == "" {
+		return "", fmt.Errorf("refresh credential: the agent is no longer authorized: %s", resp.Message)
+	}
+	if err := saveCredential(a.cfg.DataDir, resp.Credential); err != nil {
+		return "", err
+	}
+	a.log.Info("credential rotated by the server; new credential stored", "agent_id", resp.AgentID)
+	return resp.Credential, nil
 }
 
 // register calls register until the server hands out a credential, which it

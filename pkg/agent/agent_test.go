@@ -660,3 +660,32 @@ func mapFS(files map[string]string) fstest.MapFS {
 	}
 	return m
 }
+
+// TestCredentialRotatedDuringJob: `kk agent rotate-token` while a job runs. The
+// agent's next write gets 401, it fetches a new credential with its enroll
+// secret and goes on: the job is not interrupted.
+func TestCredentialRotatedDuringJob(t *testing.T) {
+	t.Parallel()
+	s := newFakeServer(t)
+	cfg := testConfig(t, s)
+	a, err := New(cfg)
+	require.NoError(t, err)
+	s.authorize()
+	runAgent(t, a)
+	s.await("a work poll", 10*time.Second, func(s *fakeServer) bool { return len(s.workPolls) > 0 })
+	s.addJob(assignment(1, shell("echo before; sleep 1; echo after"), shell("echo second step")))
+	s.await("the first step's output", 10*time.Second, func(s *fakeServer) bool {
+		return strings.Contains(s.job(1).logText(0), "before")
+	})
+	s.revoke()
+	c := s.completed(1, 15*time.Second)
+	assert.Equal(t, ci.JobOK, c.Result)
+	s.mu.Lock()
+	log := s.job(1).logText(0) + s.job(1).logText(1)
+	s.mu.Unlock()
+	assert.Contains(t, log, "after")
+	assert.Contains(t, log, "second step")
+	cred, err := os.ReadFile(filepath.Join(cfg.DataDir, credentialFile))
+	require.NoError(t, err)
+	assert.Equal(t, "cred-2\n", string(cred))
+}

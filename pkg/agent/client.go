@@ -32,6 +32,11 @@ type client struct {
 
 	mu         sync.Mutex
 	credential string
+
+	// refresh, when set, obtains a new credential after the server rejected
+	// the current one (rotation): a register call with the enroll secret.
+	refresh   func(ctx context.Context) (string, error)
+	refreshMu sync.Mutex // one refresh at a time
 }
 
 func newClient(serverURL string, hc *http.Client, requestTimeout time.Duration) (*client, error) {
@@ -78,10 +83,41 @@ func (c *client) getCredential() string {
 	return c.credential
 }
 
-// do sends one request. body is JSON-encoded unless it is json.RawMessage
+// do sends one request; a request the server rejects with 401 is sent once
+// more after refreshing the credential (see client.refresh), so a rotated
+// credential does not interrupt a running job.
+func (c *client) do(ctx context.Context, path string, wait time.Duration, auth bool, body, out any) (int, error) {
+	cred := c.getCredential()
+	status, err := c.send(ctx, path, wait, auth, cred, body, out)
+	if !auth || status != http.StatusUnauthorized || c.refresh == nil {
+		return status, err
+	}
+	if rerr := c.refreshCredential(ctx, cred); rerr != nil {
+		return status, err
+	}
+	return c.send(ctx, path, wait, auth, c.getCredential(), body, out)
+}
+
+// refreshCredential replaces the rejected credential stale, unless another
+// request did so meanwhile.
+func (c *client) refreshCredential(ctx context.Context, stale string) error {
+	c.refreshMu.Lock()
+	defer c.refreshMu.Unlock()
+	if c.getCredential() != stale {
+		return nil
+	}
+	cred, err := c.refresh(ctx)
+	if err != nil {
+		return err
+	}
+	c.setCredential(cred)
+	return nil
+}
+
+// send sends one request with credential cred. body is JSON-encoded unless it is json.RawMessage
 // (sent as is) or []byte (sent raw as application/octet-stream). out, when not nil, receives the JSON answer of a
 // 200. It returns the HTTP status.
-func (c *client) do(ctx context.Context, path string, wait time.Duration, auth bool, body, out any) (int, error) {
+func (c *client) send(ctx context.Context, path string, wait time.Duration, auth bool, cred string, body, out any) (int, error) {
 	timeout := c.requestTimeout
 	if wait > 0 {
 		timeout += wait
@@ -114,7 +150,7 @@ func (c *client) do(ctx context.Context, path string, wait time.Duration, auth b
 	}
 	req.Header.Set("Accept", "application/json")
 	if auth {
-		req.Header.Set("Authorization", "Bearer "+c.getCredential())
+		req.Header.Set("Authorization", "Bearer "+cred)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
