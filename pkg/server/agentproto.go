@@ -338,6 +338,12 @@ func currentAttempt(j ci.Job, agentID int64, attempt int) bool {
 	return j.AgentID == agentID && j.Attempt == attempt && (j.State == ci.JobAssigned || j.State == ci.JobRunning)
 }
 
+// finishedAttempt tells whether attempt of the agent is the one that completed
+// job j: its heartbeat is then not stale, the attempt is simply over.
+func finishedAttempt(j ci.Job, agentID int64, attempt int) bool {
+	return j.State == ci.JobCompleted && j.AgentID == agentID && j.Attempt == attempt
+}
+
 func staleOr(err error) error {
 	if errors.Is(err, ci.ErrStaleAttempt) {
 		return api.Errorf(http.StatusConflict, api.CodeStaleAttempt, "%v: stop the job", err)
@@ -372,6 +378,16 @@ func (s *Server) agentHeartbeat(w http.ResponseWriter, r *http.Request) error {
 	}
 	ctx := r.Context()
 	a := agentFrom(r)
+	lease := s.cfg.Dispatcher.Lease()
+	over := api.HeartbeatResponse{LeaseSeconds: int(lease / time.Second), Cancel: true}
+	// The agent's completion may be processed while its heartbeat is on the
+	// way: that attempt is over, not stale (a 409 would make the agent think
+	// it abandoned a job it finished).
+	if id, err := pathID(r, "id"); err == nil {
+		if cur, err := s.cfg.Store.GetJob(ctx, id); err == nil && finishedAttempt(cur, a.ID, req.Attempt) {
+			return writeJSON(w, http.StatusOK, over)
+		}
+	}
 	j, err := s.agentJob(r, req.Attempt)
 	if err != nil {
 		return err
@@ -379,7 +395,6 @@ func (s *Server) agentHeartbeat(w http.ResponseWriter, r *http.Request) error {
 	// Subscribe before checking, so a cancel between check and wait is seen.
 	wake, unsubscribe := s.cfg.Hub.Subscribe(engine.CancelKey(j.ID))
 	defer unsubscribe()
-	lease := s.cfg.Dispatcher.Lease()
 	renewed, err := s.cfg.Store.RenewLease(ctx, j.ID, req.Attempt, s.cfg.Now().Add(lease))
 	if err != nil {
 		return staleOr(err)
@@ -409,6 +424,9 @@ func (s *Server) agentHeartbeat(w http.ResponseWriter, r *http.Request) error {
 	cur, err := s.cfg.Store.GetJob(ctx, j.ID)
 	if err != nil && !errors.Is(err, ci.ErrNotFound) {
 		return err
+	}
+	if err == nil && finishedAttempt(cur, a.ID, req.Attempt) {
+		return writeJSON(w, http.StatusOK, over)
 	}
 	if err != nil || !currentAttempt(cur, a.ID, req.Attempt) {
 		return api.Errorf(http.StatusConflict, api.CodeStaleAttempt, "job %d attempt %d is no longer current: stop it", j.ID, req.Attempt)

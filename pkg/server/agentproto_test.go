@@ -497,8 +497,13 @@ func TestHeartbeatCancel(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, ci.RunCompleted, run.State)
 
-	// A heartbeat after completion tells the agent to stop.
-	e.call(t, "POST", hb, api.AttemptRequest{Attempt: 1}, a.cred).envelope(t, http.StatusConflict, api.CodeStaleAttempt)
+	// A heartbeat of the attempt that completed the job tells the agent to
+	// stop, without calling the attempt stale (its completion may just have
+	// crossed the heartbeat on the wire).
+	e.call(t, "POST", hb, api.AttemptRequest{Attempt: 1}, a.cred).ok(t, http.StatusOK, &hr)
+	require.True(t, hr.Cancel)
+	// Another attempt number is stale.
+	e.call(t, "POST", hb, api.AttemptRequest{Attempt: 2}, a.cred).envelope(t, http.StatusConflict, api.CodeStaleAttempt)
 	var ag api.Agent
 	e.user(t, "GET", "/agents/alice", nil).ok(t, http.StatusOK, &ag)
 	require.Zero(t, ag.JobID)

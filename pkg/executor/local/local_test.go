@@ -177,6 +177,8 @@ func TestOutputStreamsWhileRunning(t *testing.T) {
 	pr, pw := io.Pipe()
 	defer pr.Close()
 	done := make(chan executor.Result, 1)
+	// The fifo exists before the command starts, so its read blocks on it.
+	require.NoError(t, syscall.Mkfifo(filepath.Join(env.Workspace(), "fifo"), 0o600))
 	go func() {
 		// The command blocks on read until the test has seen its first line.
 		res, _ := env.Run(t.Context(), executor.Command{
@@ -187,7 +189,6 @@ func TestOutputStreamsWhileRunning(t *testing.T) {
 		pw.Close()
 		done <- res
 	}()
-	require.NoError(t, syscall.Mkfifo(filepath.Join(env.Workspace(), "fifo"), 0o600))
 	r := bufio.NewReader(pr)
 	line, err := r.ReadString('\n')
 	require.NoError(t, err)
