@@ -142,9 +142,15 @@ func Explain(err error, commandPath string, f *factory.Factory) string {
 	case api.CodeForbidden:
 		return err.Error() + "\nyour user may not do this: ask an admin"
 	case api.CodeNotFound:
-		if hint := notFoundHint(commandPath); hint != "" {
-			return err.Error() + "\n" + hint
+		// The server's message names what is missing and usually how to list
+		// it; the command's own context ("job 3: ...") would only repeat it.
+		if strings.Contains(ae.Message, "`kk ") {
+			return ae.Message
 		}
+		if hint := notFoundHint(commandPath); hint != "" {
+			return ae.Message + "\n" + hint
+		}
+		return ae.Message
 	case api.CodeInternal, api.CodeUnavailable:
 		return err.Error() + "\nthe server failed: see kkd's log, then retry"
 	}
