@@ -31,21 +31,9 @@ func NewCmdBranch(f *factory.Factory) *cobra.Command {
 }
 
 func printBranches(ios *iostreams.IOStreams, format output.Format, bs []ci.Branch) error {
-	if format != output.Table {
-		if bs == nil {
-			bs = []ci.Branch{}
-		}
-		return output.Write(ios.Out, format, bs)
-	}
-	t := output.NewTable(ios, "id", "name", "repo branch", "created")
-	for _, b := range bs {
-		t.AddField(strconv.FormatInt(b.ID, 10))
-		t.AddField(b.Name)
-		t.AddField(b.RepoBranch)
-		t.AddField(output.Time(ios, b.Created))
-		t.EndRow()
-	}
-	return t.Render()
+	return output.WriteList(ios, format, bs, []string{"id", "name", "repo branch", "created"}, func(b ci.Branch) []string {
+		return []string{strconv.FormatInt(b.ID, 10), b.Name, b.RepoBranch, output.Time(ios, b.Created)}
+	})
 }
 
 func printBranch(ios *iostreams.IOStreams, format output.Format, project string, b ci.Branch) error {

@@ -36,6 +36,26 @@ func ParseFormat(s string) (Format, error) {
 	return "", fmt.Errorf("invalid output format %q: want table, json or yaml", s)
 }
 
+// WriteList prints items: as a JSON or YAML array (never null, so scripts can
+// rely on a list) or, for tables, as a table with the headers and one row per
+// item.
+func WriteList[T any](ios *iostreams.IOStreams, f Format, items []T, headers []string, row func(T) []string) error {
+	if f != Table {
+		if items == nil {
+			items = []T{}
+		}
+		return Write(ios.Out, f, items)
+	}
+	t := NewTable(ios, headers...)
+	for _, it := range items {
+		for _, field := range row(it) {
+			t.AddField(field)
+		}
+		t.EndRow()
+	}
+	return t.Render()
+}
+
 // Write prints v as JSON (indented) or YAML. The YAML has the JSON's keys in
 // the JSON's order.
 func Write(w io.Writer, f Format, v any) error {

@@ -29,21 +29,9 @@ func NewCmdProject(f *factory.Factory) *cobra.Command {
 }
 
 func printProjects(ios *iostreams.IOStreams, format output.Format, ps []ci.Project) error {
-	if format != output.Table {
-		if ps == nil {
-			ps = []ci.Project{}
-		}
-		return output.Write(ios.Out, format, ps)
-	}
-	t := output.NewTable(ios, "id", "name", "description", "created")
-	for _, p := range ps {
-		t.AddField(strconv.FormatInt(p.ID, 10))
-		t.AddField(p.Name)
-		t.AddField(p.Description)
-		t.AddField(output.Time(ios, p.Created))
-		t.EndRow()
-	}
-	return t.Render()
+	return output.WriteList(ios, format, ps, []string{"id", "name", "description", "created"}, func(p ci.Project) []string {
+		return []string{strconv.FormatInt(p.ID, 10), p.Name, p.Description, output.Time(ios, p.Created)}
+	})
 }
 
 func printProject(ios *iostreams.IOStreams, format output.Format, p ci.Project) error {

@@ -31,22 +31,9 @@ func NewCmdStage(f *factory.Factory) *cobra.Command {
 }
 
 func printStages(ios *iostreams.IOStreams, format output.Format, ss []ci.Stage) error {
-	if format != output.Table {
-		if ss == nil {
-			ss = []ci.Stage{}
-		}
-		return output.Write(ios.Out, format, ss)
-	}
-	t := output.NewTable(ios, "id", "name", "parent", "enabled", "updated")
-	for _, s := range ss {
-		t.AddField(strconv.FormatInt(s.ID, 10))
-		t.AddField(s.Name)
-		t.AddField(s.Parent)
-		t.AddField(strconv.FormatBool(s.Enabled))
-		t.AddField(output.Time(ios, s.Updated))
-		t.EndRow()
-	}
-	return t.Render()
+	return output.WriteList(ios, format, ss, []string{"id", "name", "parent", "enabled", "updated"}, func(s ci.Stage) []string {
+		return []string{strconv.FormatInt(s.ID, 10), s.Name, s.Parent, strconv.FormatBool(s.Enabled), output.Time(ios, s.Updated)}
+	})
 }
 
 func printStage(ios *iostreams.IOStreams, format output.Format, s ci.Stage) error {
