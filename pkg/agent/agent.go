@@ -216,6 +216,15 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.log = a.log.With("agent_uuid", id.UUID)
 	cleanSpools(a.cfg.DataDir, a.log)
+	// Steps a previous agent process left running (it was SIGKILLed) go now;
+	// their jobs have been or will be retried elsewhere.
+	for name, ex := range a.cfg.Executors {
+		if c, ok := ex.(interface{ KillLeftovers() int }); ok {
+			if n := c.KillLeftovers(); n > 0 {
+				a.log.Warn("killed steps left running by a previous agent process", "executor", name, "process_groups", n)
+			}
+		}
+	}
 	if created {
 		a.log.Info("new agent identity created", "data_dir", a.cfg.DataDir)
 	}

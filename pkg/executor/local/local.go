@@ -80,6 +80,7 @@ func (e *Executor) Prepare(ctx context.Context, spec executor.JobSpec) (executor
 		return nil, fmt.Errorf("prepare workspace: %w", err)
 	}
 	jobsDir := filepath.Join(e.dataDir, "jobs")
+	e.KillLeftovers() // before the workspaces they may still use go
 	if err := wipeDir(jobsDir); err != nil {
 		return nil, fmt.Errorf("wipe old workspaces: %w", err)
 	}
@@ -93,6 +94,7 @@ func (e *Executor) Prepare(ctx context.Context, spec executor.JobSpec) (executor
 	}
 	e.logger.Debug("workspace prepared", "job_id", spec.JobID, "attempt", spec.Attempt, "workspace", abs)
 	return &Env{
+		exec:      e,
 		workspace: abs,
 		logger:    e.logger.With("job_id", spec.JobID),
 		closing:   make(chan struct{}),
@@ -117,6 +119,7 @@ func wipeDir(dir string) error {
 
 // Env is a job workspace on the host. It implements executor.Env.
 type Env struct {
+	exec      *Executor
 	workspace string
 	logger    *slog.Logger
 
@@ -202,6 +205,8 @@ func (v *Env) Run(ctx context.Context, cmd executor.Command) (executor.Result, e
 	// The children hold the write end now; ours must go, or EOF never comes.
 	pw.Close()
 	pgid := c.Process.Pid
+	v.exec.recordGroup(pgid)
+	defer v.exec.forgetGroup(pgid)
 	log := v.logger.With("pid", pgid)
 	log.Debug("command started", "argv0", cmd.Argv[0])
 
