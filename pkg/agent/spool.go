@@ -199,7 +199,7 @@ func (s *spool) writeDisk(rec record) error {
 		s.ends[wseg] = woff
 		s.wseg, s.woff = wseg+1, 0
 		s.mu.Unlock()
-		wseg, woff = wseg+1, 0
+		woff = 0
 	}
 	n := recordHeaderSize + len(rec.data)
 	if cap(s.wbuf) < n {
