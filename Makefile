@@ -34,9 +34,12 @@ test-short: ## Run the unit tests only
 bench: ## Run the Go benchmarks
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./pkg/...
 
-lint: ## Check formatting and vet
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+lint: ## Check formatting, vet and staticcheck
 	@test -z "$$(gofmt -l .)" || { echo "gofmt would change:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
 
 fmt: ## Format the code
 	gofmt -w .
