@@ -33,6 +33,7 @@ package docker
 import (
 	"context"
 	"crypto/rand"
+	"debug/elf"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -117,6 +118,9 @@ func New(cfg Config) (*Executor, error) {
 	}
 	if h, err := filepath.EvalSymlinks(cfg.Helper); err == nil {
 		cfg.Helper = h
+	}
+	if err := checkStatic(cfg.Helper); err != nil {
+		return nil, fmt.Errorf("docker executor: %w", err)
 	}
 	cli := cfg.Client
 	if cli == nil {
@@ -327,4 +331,20 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// checkStatic makes sure the helper binary runs in any image: it must not
+// need a dynamic loader.
+func checkStatic(path string) error {
+	f, err := elf.Open(path)
+	if err != nil {
+		return fmt.Errorf("agent binary %s: %w", path, err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return fmt.Errorf("agent binary %s is dynamically linked and cannot run inside job containers; build it with CGO_ENABLED=0 (as `make build` does)", path)
+		}
+	}
+	return nil
 }

@@ -84,7 +84,7 @@ func TestCapabilities(t *testing.T) {
 
 	missing, err := client.NewClientWithOpts(client.WithHost("unix://"+t.TempDir()+"/no-docker.sock"), client.WithAPIVersionNegotiation())
 	require.NoError(t, err)
-	ex, err := docker.New(docker.Config{DataDir: t.TempDir(), Client: missing})
+	ex, err := docker.New(docker.Config{DataDir: t.TempDir(), Client: missing, Helper: dockertest.AgentBinary(t)})
 	require.NoError(t, err)
 	assert.False(t, ex.Capabilities(context.Background()).Available)
 }
