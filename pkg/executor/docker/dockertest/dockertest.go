@@ -9,6 +9,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"debug/elf"
 	"fmt"
 	"io"
 	"os"
@@ -69,6 +70,14 @@ func BusyboxImage(t testing.TB, cli *client.Client) string {
 	t.Helper()
 	if _, err := os.Stat(busybox); err != nil {
 		unavailable(t, "%s is missing: install Debian's busybox-static (scripts/test-deps.sh does)", busybox)
+	}
+	if f, err := elf.Open(busybox); err == nil {
+		for _, p := range f.Progs {
+			if p.Type == elf.PT_INTERP {
+				unavailable(t, "%s is dynamically linked: install Debian's busybox-static instead of busybox", busybox)
+			}
+		}
+		f.Close()
 	}
 	imageOnce.Do(func() { imageErr = buildImage(cli) })
 	if imageErr != nil {
