@@ -2,11 +2,18 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/client"
 	"github.com/stretchr/testify/require"
 
@@ -66,4 +73,98 @@ func TestDockerJob(t *testing.T) {
 	require.NotNil(t, m, "log:\n%s", log)
 	_, err := cli.ContainerInspect(context.Background(), m[1])
 	require.True(t, client.IsErrNotFound(err), "container %s is left after the job (err %v)", m[1], err)
+}
+
+const sleepingDockerStage = `def stage(ctx):
+    return {
+        "parent": "root",
+        "triggers": {"parent": True},
+        "jobs": [{
+            "name": "sleepy",
+            "timeout": 600,
+            "steps": [{"tool": "shell", "cmd": "echo container=$(hostname); sleep 300"}],
+            "environments": [{"agents_group": "all", "executor": "docker", "system": "IMAGE", "config": "default"}],
+        }],
+    }
+`
+
+var containerRE = regexp.MustCompile(`container=([0-9a-f]{12})`)
+
+// startedContainer waits for the job to print its container's id and returns it.
+func (c *cluster) startedContainer(jobID int64) string {
+	c.t.Helper()
+	var id string
+	waitFor(c.t, 60*time.Second, "docker job to start its step", func() bool {
+		m := containerRE.FindStringSubmatch(c.ok("job", "logs", strconv.FormatInt(jobID, 10)))
+		if m != nil {
+			id = m[1]
+		}
+		return m != nil
+	})
+	return id
+}
+
+func containerGone(cli *client.Client, id string) bool {
+	_, err := cli.ContainerInspect(context.Background(), id)
+	return client.IsErrNotFound(err)
+}
+
+// TestDockerJobCancelAndAgentCrash: cancelling a docker job removes its
+// container within 2 s; the container of a job whose agent was SIGKILLed is
+// removed when the agent starts again.
+func TestDockerJobCancelAndAgentCrash(t *testing.T) {
+	t.Parallel()
+	cli := dockertest.Client(t)
+	image := dockertest.BusyboxImage(t, cli)
+
+	c := newCluster(t)
+	c.ok("project", "create", "dock")
+	c.ok("branch", "create", "dock/main")
+	c.ok("stage", "apply", "dock/main", writeFile(t, "sleepy.py", strings.ReplaceAll(sleepingDockerStage, "IMAGE", image)))
+	dataDir := filepath.Join(t.TempDir(), "agent")
+	agentArgs := []string{"run", "-s", c.url, "-d", dataDir, "--name", "docker-crash"}
+	agent := start(t, nil, "kkagent", agentArgs...)
+	waitFor(t, 20*time.Second, "agent to be discovered", func() bool { return findAgent(c.agents(true), "docker-crash") != nil })
+	c.ok("agent", "authorize", "docker-crash")
+
+	var f flowJSON
+	c.okJSON(&f, "flow", "run", "dock/main")
+	jobID := f.Runs[0].Jobs[0].ID
+	ctr := c.startedContainer(jobID)
+	cancelled := time.Now()
+	c.ok("job", "cancel", strconv.FormatInt(jobID, 10))
+	waitFor(t, 10*time.Second, "container of the cancelled job to go", func() bool { return containerGone(cli, ctr) })
+	took := time.Since(cancelled)
+	t.Logf("container removed %s after kk job cancel", took.Round(time.Millisecond))
+	require.Less(t, took, 2*time.Second)
+	waitFor(t, 20*time.Second, "job to complete", func() bool { return c.job(jobID).State == "completed" })
+	require.Equal(t, "cancelled", c.job(jobID).Result)
+
+	c.okJSON(&f, "flow", "run", "dock/main")
+	jobID = f.Runs[0].Jobs[0].ID
+	ctr = c.startedContainer(jobID)
+	agent.kill(syscall.SIGKILL)
+	require.False(t, containerGone(cli, ctr), "the container outlives the killed agent until it restarts")
+	agent = start(t, nil, "kkagent", agentArgs...)
+	waitFor(t, 30*time.Second, "restarted agent to remove the container", func() bool { return containerGone(cli, ctr) })
+
+	// The job may run again on the restarted agent: cancel it, and then no
+	// container of the agent is left.
+	c.ok("job", "cancel", strconv.FormatInt(jobID, 10))
+	waitFor(t, 30*time.Second, "job to complete", func() bool { return c.job(jobID).State == "completed" })
+	var id struct {
+		UUID string `json:"uuid"`
+	}
+	data, err := os.ReadFile(filepath.Join(dataDir, "agent.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(data, &id))
+	require.NotEmpty(t, id.UUID)
+	waitFor(t, 10*time.Second, "no container of the agent to be left", func() bool {
+		list, err := cli.ContainerList(context.Background(), container.ListOptions{
+			All: true, Filters: filters.NewArgs(filters.Arg("label", "kk.agent="+id.UUID)),
+		})
+		require.NoError(t, err)
+		return len(list) == 0
+	})
+	agent.kill(syscall.SIGTERM)
 }

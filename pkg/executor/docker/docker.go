@@ -245,7 +245,12 @@ func (e *Executor) Prepare(ctx context.Context, spec executor.JobSpec) (executor
 		hc.NetworkMode = container.NetworkMode(nm)
 	}
 	name := fmt.Sprintf("kk-job-%d-%d-%s", spec.JobID, spec.Attempt, randomHex(3))
-	created, err := e.cli.ContainerCreate(ctx, &container.Config{
+	// A cancelled request may still create the container on the engine's
+	// side, where nothing would remove it: create and start are not
+	// cancelled; a cancel that came meanwhile removes the container after.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	created, err := e.cli.ContainerCreate(cctx, &container.Config{
 		Image:      spec.System,
 		Entrypoint: []string{helperPath, inside.InitCmd},
 		Cmd:        []string{},
@@ -255,10 +260,12 @@ func (e *Executor) Prepare(ctx context.Context, spec executor.JobSpec) (executor
 	if err != nil {
 		return nil, fmt.Errorf("create container from image %q: %w", spec.System, err)
 	}
-	if err := e.cli.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		_ = e.cli.ContainerRemove(rctx, created.ID, container.RemoveOptions{Force: true})
+	err = e.cli.ContainerStart(cctx, created.ID, container.StartOptions{})
+	if err == nil && ctx.Err() != nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		_ = e.cli.ContainerRemove(cctx, created.ID, container.RemoveOptions{Force: true})
 		return nil, fmt.Errorf("start container from image %q: %w", spec.System, err)
 	}
 	log := e.log.With("job_id", spec.JobID, "container", created.ID[:12])
