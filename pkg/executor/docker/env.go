@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path"
 	"sync"
@@ -27,10 +28,7 @@ type Env struct {
 	exec      *Executor
 	id        string
 	workspace string
-	log       interface {
-		Debug(string, ...any)
-		Warn(string, ...any)
-	}
+	log       *slog.Logger
 
 	closeOnce sync.Once
 	closing   chan struct{}
