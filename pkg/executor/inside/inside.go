@@ -103,6 +103,7 @@ func runExec(args []string) int {
 		}
 	}()
 	_ = c.Wait()
+	signal.Stop(sigs)
 	// Nothing the command started outlives it.
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
 	ws, _ := c.ProcessState.Sys().(syscall.WaitStatus)
