@@ -33,11 +33,12 @@ func dockerStage(image string) string {
 cat /etc/os-release
 echo "container=$(hostname)"
 echo from-step-one > shared.txt
+echo "networks: $(ls /sys/class/net | tr '\\n' ' ')"
 """},
                 {"tool": "shell", "cmd": "echo \"next step reads $(cat shared.txt) as $(id -u) in $(pwd) with $GREETING\"",
                  "user": "builder", "cwd": ".", "env": {"GREETING": "hello"}},
             ],
-            "environments": [{"agents_group": "all", "executor": "docker", "system": "` + image + `", "config": "default"}],
+            "environments": [{"agents_group": "all", "executor": "docker", "system": "` + image + `", "config": "default", "network": "none"}],
         }],
     }
 `
@@ -68,6 +69,7 @@ func TestDockerJob(t *testing.T) {
 	require.Contains(t, log, dockertest.OSReleaseName, "the step saw the image's /etc/os-release")
 	require.Contains(t, log, "next step reads from-step-one as 1000 in ")
 	require.Contains(t, log, "with hello")
+	require.Contains(t, log, "networks: lo \n", "the environment's network mode applies")
 
 	m := regexp.MustCompile(`container=([0-9a-f]{12})`).FindStringSubmatch(log)
 	require.NotNil(t, m, "log:\n%s", log)
