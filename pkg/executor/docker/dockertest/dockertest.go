@@ -142,17 +142,24 @@ func buildImage(cli *client.Client) error {
 
 var (
 	agentOnce sync.Once
+	agentDir  string
 	agentPath string
 	agentErr  error
 )
+
+// Cleanup removes what AgentBinary built; call it from TestMain after m.Run.
+func Cleanup() {
+	if agentDir != "" {
+		_ = os.RemoveAll(agentDir)
+	}
+}
 
 // AgentBinary builds a static kkagent (once per test process) into a
 // temporary directory and returns its path.
 func AgentBinary(t testing.TB) string {
 	t.Helper()
 	agentOnce.Do(func() {
-		var dir string
-		dir, agentErr = os.MkdirTemp("", "kk-dockertest-")
+		agentDir, agentErr = os.MkdirTemp("", "kk-dockertest-")
 		if agentErr != nil {
 			return
 		}
@@ -161,7 +168,7 @@ func AgentBinary(t testing.TB) string {
 		if agentErr != nil {
 			return
 		}
-		agentPath = filepath.Join(dir, "kkagent")
+		agentPath = filepath.Join(agentDir, "kkagent")
 		cmd := exec.Command("go", "build", "-o", agentPath, "./cmd/kkagent")
 		cmd.Dir = strings.TrimSpace(string(root))
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
