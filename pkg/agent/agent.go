@@ -185,7 +185,11 @@ func New(cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger, client: c}
-	a.probe = func() ci.HostInfo { return probeHost(os.DirFS("/"), hostname(), cfg.Version) }
+	a.probe = func() ci.HostInfo {
+		h := probeHost(os.DirFS("/"), hostname(), cfg.Version)
+		h.Docker, h.LXD = executorVersions(cfg.Executors)
+		return h
+	}
 	return a, nil
 }
 
@@ -216,9 +220,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.log = a.log.With("agent_uuid", id.UUID)
 	cleanSpools(a.cfg.DataDir, a.log)
-	// Steps a previous agent process left running (it was SIGKILLed) go now;
-	// their jobs have been or will be retried elsewhere.
+	// Steps (and job containers) a previous agent process left running (it
+	// was SIGKILLed) go now; their jobs have been or will be retried elsewhere.
 	for name, ex := range a.cfg.Executors {
+		if c, ok := ex.(interface{ SetAgentID(string) }); ok {
+			c.SetAgentID(id.UUID)
+		}
 		if c, ok := ex.(interface{ KillLeftovers() int }); ok {
 			if n := c.KillLeftovers(); n > 0 {
 				a.log.Warn("killed steps left running by a previous agent process", "executor", name, "process_groups", n)

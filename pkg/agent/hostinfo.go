@@ -3,18 +3,21 @@ package agent
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"io/fs"
 	"os"
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/kraken-go/kk/pkg/ci"
+	"github.com/kraken-go/kk/pkg/executor"
 )
 
 // probeHost describes the host. root is the host's file system (os.DirFS("/")
-// in production) so tests can feed fixtures. Docker and LXD stay empty until
-// those executors exist.
+// in production) so tests can feed fixtures. Docker and LXD come from the
+// agent's executors (executorVersions).
 func probeHost(root fs.FS, hostname, version string) ci.HostInfo {
 	h := ci.HostInfo{
 		OS:           runtime.GOOS,
@@ -103,4 +106,28 @@ func hostname() string {
 		return "kkagent"
 	}
 	return h
+}
+
+// executorVersions returns the engine versions of the agent's docker and lxd
+// executors, each empty unless that executor is configured and its engine
+// answers now: the scheduler gives docker/lxd jobs only to agents reporting
+// them.
+func executorVersions(exs map[string]executor.Executor) (docker, lxd string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	version := func(name string) string {
+		ex, ok := exs[name]
+		if !ok {
+			return ""
+		}
+		caps := ex.Capabilities(ctx)
+		if !caps.Available {
+			return ""
+		}
+		if caps.Version == "" {
+			return "unknown"
+		}
+		return caps.Version
+	}
+	return version(ci.ExecutorDocker), version(ci.ExecutorLXD)
 }

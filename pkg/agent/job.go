@@ -227,7 +227,7 @@ func (r *jobRunner) execute(ctx context.Context) (ci.JobResult, string) {
 		sort.Strings(names)
 		return ci.JobError, fmt.Sprintf("executor %q is not available on this agent (it has: %s)", name, strings.Join(names, ", "))
 	}
-	env, err := ex.Prepare(r.jobCtx, executor.JobSpec{JobID: r.asg.JobID, Attempt: r.asg.Attempt, System: r.asg.System})
+	env, err := ex.Prepare(r.jobCtx, executor.JobSpec{JobID: r.asg.JobID, Attempt: r.asg.Attempt, System: r.asg.System, Options: r.asg.Options})
 	if err != nil {
 		if res, msg, interrupted := r.interruption(ctx); interrupted {
 			return res, msg

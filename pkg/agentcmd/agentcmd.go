@@ -33,6 +33,10 @@ import (
 
 	"github.com/kraken-go/kk/pkg/agent"
 	"github.com/kraken-go/kk/pkg/agentdist"
+	"github.com/kraken-go/kk/pkg/ci"
+	"github.com/kraken-go/kk/pkg/executor"
+	"github.com/kraken-go/kk/pkg/executor/docker"
+	"github.com/kraken-go/kk/pkg/executor/local"
 	"github.com/kraken-go/kk/pkg/version"
 )
 
@@ -290,6 +294,7 @@ func runWorker(ctx context.Context, opts *runOptions, stderr io.Writer, getenv f
 		RegistrationKey: opts.registrationKey,
 		Groups:          opts.groups,
 		Logger:          res.logger,
+		Executors:       executors(ctx, res.dataDir, res.logger),
 	}
 	switch {
 	case !opts.selfUpgrade:
@@ -363,4 +368,25 @@ func newVersionCmd(stdout io.Writer) *cobra.Command {
 			return err
 		},
 	}
+}
+
+// executors returns the agent's executors: local, and docker when a Docker
+// engine answers (DOCKER_HOST, else /var/run/docker.sock). Without it the
+// agent reports no Docker and gets no docker jobs.
+func executors(ctx context.Context, dataDir string, logger *slog.Logger) map[string]executor.Executor {
+	exs := map[string]executor.Executor{
+		ci.ExecutorLocal: local.New(dataDir, logger.With("executor", ci.ExecutorLocal)),
+	}
+	d, err := docker.New(docker.Config{DataDir: dataDir, Logger: logger.With("executor", ci.ExecutorDocker)})
+	if err != nil {
+		logger.Warn("docker executor is off", "err", err)
+		return exs
+	}
+	if caps := d.Capabilities(ctx); caps.Available {
+		logger.Info("docker executor is on", "docker_version", caps.Version)
+		exs[ci.ExecutorDocker] = d
+	} else {
+		logger.Info("docker executor is off: no Docker engine answers (set DOCKER_HOST or start dockerd)")
+	}
+	return exs
 }

@@ -365,6 +365,8 @@ type Assignment struct {
 	FlowKind ci.FlowKind `json:"flow_kind"`
 	Executor string      `json:"executor"`
 	System   string      `json:"system"`
+	// Options are executor settings of the environment: "network" (docker).
+	Options map[string]string `json:"options,omitempty"`
 	// Timeout is the job's remaining time budget in seconds.
 	Timeout int `json:"timeout"`
 	// LeaseSeconds: the agent must send a heartbeat well within this period.

@@ -220,7 +220,9 @@ type Job struct {
 	Group    string    `json:"agents_group"`
 	System   string    `json:"system"`
 	Executor string    `json:"executor"`
-	Timeout  int       `json:"timeout"` // seconds
+	// Network is the Docker network mode of a docker job ("" for the default).
+	Network string `json:"network,omitempty"`
+	Timeout int    `json:"timeout"` // seconds
 	// Covered is set when a rerun supersedes this job.
 	Covered bool `json:"covered,omitempty"`
 	// AgentID is the agent of the current attempt (0 when none).

@@ -328,7 +328,7 @@ func (e *Engine) jobsFor(ctx context.Context, f ci.Flow, s ci.Stage, r ci.Run) (
 		if err != nil {
 			return nil, label, fmt.Errorf("job %q system: %w", in.Name, err)
 		}
-		j := &ci.Job{Name: in.Name, Group: group, System: system, Executor: in.Executor, Timeout: in.Timeout}
+		j := &ci.Job{Name: in.Name, Group: group, System: system, Executor: in.Executor, Network: in.Network, Timeout: in.Timeout}
 		for i, step := range in.Steps {
 			v, err := schema.InterpolateValue(map[string]any(step), vars)
 			if err != nil {

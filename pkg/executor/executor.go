@@ -91,3 +91,14 @@ type Env interface {
 	// Close tears the environment down. It is idempotent.
 	Close(ctx context.Context) error
 }
+
+// SystemFiles is implemented by environments whose commands do not see the
+// host's file system at / (a container): tools ask it, not os.Stat, whether
+// the environment's system has a program (e.g. /bin/bash). The workspace is
+// the exception: it is visible at Workspace() both to the agent and to the
+// commands, so tools may write files there (shell scripts) directly.
+type SystemFiles interface {
+	// HasFile tells whether the system has a file (not a directory) at the
+	// absolute path p.
+	HasFile(ctx context.Context, p string) bool
+}

@@ -306,6 +306,20 @@ def stage(ctx):
 			},
 		},
 		{
+			name: "docker environment with a network mode",
+			code: []byte(`def stage(ctx):
+    return {"jobs": [{"name": "b", "steps": [],
+                      "environments": [{"agents_group": "all", "system": "busybox:1", "executor": "docker", "network": "none"}]}]}
+`),
+			check: func(t *testing.T, st *Stage) {
+				inst := st.Instances()
+				require.Len(t, inst, 1)
+				assert.Equal(t, "docker", inst[0].Executor)
+				assert.Equal(t, "busybox:1", inst[0].System)
+				assert.Equal(t, "none", inst[0].Network)
+			},
+		},
+		{
 			name: "ctx objects may be returned as values",
 			code: []byte(wrap(`{"tool": "shell", "cmd": "env", "env": ctx.env}`)),
 			ctx:  Context{Env: map[string]string{"A": "1", "B": "2"}},
@@ -475,7 +489,7 @@ func TestEvalProblems(t *testing.T) {
             "name": "b",
             "timeout": "abc",
             "steps": {"tool": "shell"},
-            "environments": [{"agents_group": "all", "system": 5, "executor": "podman"}],
+            "environments": [{"agents_group": "all", "system": 5, "executor": "podman", "network": 1}],
         }, {
             "name": "c",
             "timeout": 10,
@@ -501,6 +515,7 @@ func TestEvalProblems(t *testing.T) {
 				{line: 13, col: 13, key: "jobs[0].steps", msg: "expected a list, got a dict"},
 				{line: 14, col: 54, key: "jobs[0].environments[0].system", msg: "expected a string or a list of strings, got int 5"},
 				{line: 14, col: 67, key: "jobs[0].environments[0].executor", msg: `invalid value "podman" (allowed: local, docker, lxd)`},
+				{line: 14, col: 89, key: "jobs[0].environments[0].network", msg: "expected a string, got int 1"},
 				{line: 17, col: 13, key: "jobs[1].timeout", msg: "must be at least 30, got 10"},
 				{line: 18, col: 41, key: "jobs[1].steps[0].cmd", msg: "expected a string, got int 1"},
 				{line: 18, col: 51, key: "jobs[1].steps[0].attempts", msg: "must be at least 1, got 0"},

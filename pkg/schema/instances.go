@@ -23,6 +23,7 @@ func (s *Stage) Instances() []JobInstance {
 					Group:    env.AgentsGroup,
 					System:   system,
 					Executor: executor,
+					Network:  env.Network,
 					Steps:    cloneSteps(job.Steps),
 				})
 			}

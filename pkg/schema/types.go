@@ -178,7 +178,9 @@ type Environment struct {
 	System      []string `json:"system"` // written as a string or a list
 	Executor    string   `json:"executor"`
 	Config      any      `json:"config,omitempty"`
-	// NetworkMode and other executor options (docker) may come later.
+	// Network is the Docker network mode of executor docker (bridge, host,
+	// none, a network name; empty: the engine's default).
+	Network string `json:"network,omitempty"`
 }
 
 // JobInstance is one (job, environment, system) combination to queue.
@@ -188,5 +190,6 @@ type JobInstance struct {
 	Group    string
 	System   string
 	Executor string
+	Network  string // executor docker's network mode ("" for the default)
 	Steps    []Step
 }

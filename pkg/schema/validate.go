@@ -12,7 +12,7 @@ var topKeys = []string{"parent", "triggers", "parameters", "configs", "flow_labe
 // Keys of the nested objects.
 var (
 	jobKeys          = []string{"name", "timeout", "steps", "environments"}
-	envKeys          = []string{"agents_group", "system", "executor", "config"}
+	envKeys          = []string{"agents_group", "system", "executor", "config", "network"}
 	paramKeys        = []string{"name", "type", "default", "description"}
 	triggerKeys      = []string{"parent", "manual", "interval", "date", "cron", "repo", "github", "gitlab", "gitea", "radicle"}
 	repoKeys         = []string{"url", "branch", "repos", "interval", "git_cfg"}
@@ -349,6 +349,11 @@ func (v *validator) environment(p path, x any) (Environment, bool) {
 	if x, ok := m["executor"]; ok {
 		if s, ok := v.enum(p.key("executor"), x, executors, true); ok {
 			env.Executor = s
+		}
+	}
+	if x, ok := m["network"]; ok && x != nil {
+		if s, ok := v.str(p.key("network"), x); ok {
+			env.Network = s
 		}
 	}
 	env.Config = m["config"]

@@ -283,6 +283,9 @@ func (s *Server) assignment(ctx context.Context, j ci.Job) (api.Assignment, erro
 		Executor: j.Executor, System: j.System, Timeout: timeout,
 		LeaseSeconds: int(s.cfg.Dispatcher.Lease() / time.Second), Env: env,
 	}
+	if j.Network != "" {
+		asg.Options = map[string]string{"network": j.Network}
+	}
 	for _, st := range j.Steps {
 		asg.Steps = append(asg.Steps, api.AssignedStep{Index: st.Index, Tool: st.Tool, Name: st.Name, Fields: st.Fields})
 	}

@@ -87,7 +87,7 @@ func (Shell) Run(ctx context.Context, env executor.Env, st Step) Result {
 	if err != nil {
 		return Result{Status: ci.StepError, Reason: ReasonBadParameters, Message: "shell: " + err.Error()}
 	}
-	argv, cleanup, err := p.argv(env, st.Index)
+	argv, cleanup, err := p.argv(ctx, env, st.Index)
 	if err != nil {
 		return Result{Status: ci.StepError, Reason: ReasonExecError, Message: "shell: " + err.Error()}
 	}
@@ -157,7 +157,7 @@ func shellResult(ctx context.Context, p shellParams, res executor.Result, err er
 
 // argv builds the command line; for a script it writes the script file, which
 // cleanup removes.
-func (p shellParams) argv(env executor.Env, index int) (argv []string, cleanup func(), err error) {
+func (p shellParams) argv(ctx context.Context, env executor.Env, index int) (argv []string, cleanup func(), err error) {
 	if !p.isScript {
 		sh := p.shellExe
 		if sh == "" {
@@ -168,12 +168,12 @@ func (p shellParams) argv(env executor.Env, index int) (argv []string, cleanup f
 	sh := p.shellExe
 	if sh == "" {
 		sh = "/bin/sh"
-		if fi, err := os.Stat("/bin/bash"); err == nil && !fi.IsDir() {
+		if hasFile(ctx, env, "/bin/bash") {
 			sh = "/bin/bash"
 		}
 	}
-	// The workspace is a host path for the local executor; executors whose
-	// workspace lives elsewhere must provide a way to copy files in first.
+	// The workspace is visible at the same path to the agent and to the
+	// commands (a container bind-mounts it), see executor.SystemFiles.
 	f, err := os.CreateTemp(env.Workspace(), ".kk-step-"+strconv.Itoa(index)+"-*.sh")
 	if err != nil {
 		return nil, nil, fmt.Errorf("write script: %w", err)
@@ -209,4 +209,14 @@ func envList(job, step map[string]string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// hasFile tells whether the environment's system has the file p: the host's
+// file system unless the environment says otherwise (containers).
+func hasFile(ctx context.Context, env executor.Env, p string) bool {
+	if sf, ok := env.(executor.SystemFiles); ok {
+		return sf.HasFile(ctx, p)
+	}
+	fi, err := os.Stat(p)
+	return err == nil && !fi.IsDir()
 }

@@ -52,8 +52,9 @@ type agentJSON struct {
 	Groups   []string `json:"groups"`
 	JobID    int64    `json:"job_id"`
 	HostInfo struct {
-		OS   string `json:"os"`
-		CPUs int    `json:"cpus"`
+		OS     string `json:"os"`
+		CPUs   int    `json:"cpus"`
+		Docker string `json:"docker"`
 	} `json:"host_info"`
 }
 

@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/kraken-go/kk/pkg/executor/docker/dockertest"
 )
 
 var binDir string
@@ -48,6 +50,7 @@ func TestMain(m *testing.M) {
 	binDir = dir
 	code := m.Run()
 	os.RemoveAll(dir)
+	dockertest.Cleanup()
 	os.Exit(code)
 }
 

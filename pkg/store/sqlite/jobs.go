@@ -11,7 +11,7 @@ import (
 )
 
 const jobCols = `id, run_id, flow_id, name, state, result, message, agents_group, system, executor, timeout,
-	covered, agent_id, attempt, created, assigned, started, finished, lease_until, cancel_requested`
+	covered, agent_id, attempt, created, assigned, started, finished, lease_until, cancel_requested, network`
 
 func scanJob(sc scanner) (ci.Job, error) {
 	var j ci.Job
@@ -20,7 +20,7 @@ func scanJob(sc scanner) (ci.Job, error) {
 	var assigned, started, finished, lease, cancel sql.NullInt64
 	if err := sc.Scan(&j.ID, &j.RunID, &j.FlowID, &j.Name, &j.State, &j.Result, &j.Message, &j.Group,
 		&j.System, &j.Executor, &j.Timeout, &j.Covered, &agentID, &j.Attempt, &created, &assigned,
-		&started, &finished, &lease, &cancel); err != nil {
+		&started, &finished, &lease, &cancel, &j.Network); err != nil {
 		return ci.Job{}, err
 	}
 	j.CancelRequested = fromNullMS(cancel)
@@ -123,8 +123,8 @@ func insertJobs(ctx context.Context, tx *sql.Tx, runID, flowID int64, rows []job
 		return nil
 	}
 	jobStmt, err := tx.PrepareContext(ctx, `
-		INSERT INTO jobs (run_id, flow_id, name, state, agents_group, system, executor, timeout, created)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`)
+		INSERT INTO jobs (run_id, flow_id, name, state, agents_group, system, executor, timeout, created, network)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`)
 	if err != nil {
 		return fmt.Errorf("insert jobs: %w", err)
 	}
@@ -138,7 +138,7 @@ func insertJobs(ctx context.Context, tx *sql.Tx, runID, flowID int64, rows []job
 	for i := range rows {
 		j := rows[i].job
 		if err := jobStmt.QueryRowContext(ctx, runID, flowID, j.Name, ci.JobQueued, j.Group, j.System,
-			j.Executor, j.Timeout, ms(now)).Scan(&rows[i].id); err != nil {
+			j.Executor, j.Timeout, ms(now), j.Network).Scan(&rows[i].id); err != nil {
 			return fmt.Errorf("insert job %q: %w", j.Name, err)
 		}
 		for k, st := range j.Steps {

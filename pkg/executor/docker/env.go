@@ -1,0 +1,250 @@
+package docker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path"
+	"sync"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/stdcopy"
+
+	"github.com/kraken-go/kk/pkg/executor"
+	"github.com/kraken-go/kk/pkg/executor/inside"
+)
+
+// stopWait bounds how long Run waits for an exec to end after SIGKILL before
+// it gives up on its output stream.
+const stopWait = 3 * time.Second
+
+// Env is a job container. It implements executor.Env and executor.SystemFiles.
+type Env struct {
+	exec      *Executor
+	id        string
+	workspace string
+	log       *slog.Logger
+
+	closeOnce sync.Once
+	closing   chan struct{}
+	mu        sync.Mutex
+	closed    bool
+	running   sync.WaitGroup
+}
+
+var (
+	_ executor.Env         = (*Env)(nil)
+	_ executor.SystemFiles = (*Env)(nil)
+)
+
+// Workspace returns the workspace path, the same on the host and inside.
+func (v *Env) Workspace() string { return v.workspace }
+
+// ContainerID returns the job container's id.
+func (v *Env) ContainerID() string { return v.id }
+
+// HasFile tells whether the image has a regular (or linked) file at p.
+func (v *Env) HasFile(ctx context.Context, p string) bool {
+	st, err := v.exec.cli.ContainerStatPath(ctx, v.id, p)
+	return err == nil && !st.Mode.IsDir()
+}
+
+// Close aborts running commands, waits for them (bounded by ctx), then
+// force-removes the container and the workspace. It is idempotent.
+func (v *Env) Close(ctx context.Context) error {
+	v.closeOnce.Do(func() {
+		v.mu.Lock()
+		v.closed = true
+		v.mu.Unlock()
+		close(v.closing)
+	})
+	done := make(chan struct{})
+	go func() {
+		v.running.Wait()
+		close(done)
+	}()
+	var errs []error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("close environment: wait for commands: %w", ctx.Err()))
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	err := v.exec.cli.ContainerRemove(rctx, v.id, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	if err != nil && !client.IsErrNotFound(err) {
+		errs = append(errs, fmt.Errorf("remove container %.12s: %w", v.id, err))
+	}
+	if err := os.RemoveAll(v.workspace); err != nil {
+		errs = append(errs, fmt.Errorf("remove workspace: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// Run runs one command by exec; see the package comment.
+func (v *Env) Run(ctx context.Context, cmd executor.Command) (executor.Result, error) {
+	res := executor.Result{ExitCode: -1}
+	if len(cmd.Argv) == 0 {
+		return res, errors.New("run command: empty argv")
+	}
+	v.mu.Lock()
+	if v.closed {
+		v.mu.Unlock()
+		return res, errors.New("run command: environment is closed")
+	}
+	v.running.Add(1)
+	v.mu.Unlock()
+	defer v.running.Done()
+	if ctx.Err() != nil {
+		res.Cancelled = true
+		return res, nil
+	}
+	out := cmd.Output
+	if out == nil {
+		out = io.Discard
+	}
+	dir := cmd.Dir
+	switch {
+	case dir == "":
+		dir = v.workspace
+	case !path.IsAbs(dir):
+		dir = path.Join(v.workspace, dir)
+	}
+	pidfile := path.Join(runDir, randomHex(8)+".pid")
+	argv := append([]string{helperPath, inside.ExecCmd, pidfile}, cmd.Argv...)
+
+	// API calls go on after a cancel: they stop the command.
+	actx := context.WithoutCancel(ctx)
+	start := time.Now()
+	created, err := v.exec.cli.ContainerExecCreate(actx, v.id, container.ExecOptions{
+		User:         cmd.User,
+		Env:          cmd.Env,
+		WorkingDir:   dir,
+		Cmd:          argv,
+		AttachStdout: true,
+		AttachStderr: true,
+	})
+	if err != nil {
+		return res, fmt.Errorf("run %s: create exec: %w", cmd.Argv[0], err)
+	}
+	hj, err := v.exec.cli.ContainerExecAttach(actx, created.ID, container.ExecAttachOptions{})
+	if err != nil {
+		return res, fmt.Errorf("run %s: start exec: %w", cmd.Argv[0], err)
+	}
+	defer hj.Close()
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		w := writerIgnoringErrors{out}
+		_, _ = stdcopy.StdCopy(w, w, hj.Reader)
+	}()
+
+	var timeout <-chan time.Time
+	if cmd.Timeout > 0 {
+		t := time.NewTimer(cmd.Timeout)
+		defer t.Stop()
+		timeout = t.C
+	}
+	grace := cmd.Grace
+	if grace <= 0 {
+		grace = DefaultGrace
+	}
+	select {
+	case <-copied:
+	case <-ctx.Done():
+		res.Cancelled = true
+	case <-v.closing:
+		res.Cancelled = true
+	case <-timeout:
+		res.TimedOut = true
+	}
+	if res.Cancelled || res.TimedOut {
+		v.log.Debug("stopping command", "timed_out", res.TimedOut, "grace", grace)
+		v.stop(actx, pidfile, grace, copied)
+	}
+	res.Duration = time.Since(start)
+	code, err := v.exitCode(actx, created.ID)
+	if err != nil {
+		return res, fmt.Errorf("run %s: %w", cmd.Argv[0], err)
+	}
+	if !res.Cancelled && !res.TimedOut {
+		res.ExitCode = code
+	}
+	return res, nil
+}
+
+// stop signals the command's group: SIGTERM, grace, SIGKILL (repeated, since
+// the wrapper may not have recorded its group yet when the first one goes).
+func (v *Env) stop(ctx context.Context, pidfile string, grace time.Duration, copied <-chan struct{}) {
+	v.signal(ctx, "TERM", pidfile)
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-copied:
+		return
+	case <-t.C:
+	}
+	deadline := time.NewTimer(stopWait)
+	defer deadline.Stop()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		v.signal(ctx, "KILL", pidfile)
+		select {
+		case <-copied:
+			return
+		case <-deadline.C:
+			v.log.Warn("command did not end after SIGKILL; no longer reading its output")
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// signal runs `__kk-signal SIG PIDFILE` as root in the container.
+func (v *Env) signal(ctx context.Context, sig, pidfile string) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	ex, err := v.exec.cli.ContainerExecCreate(ctx, v.id, container.ExecOptions{
+		User: "0",
+		Cmd:  []string{helperPath, inside.SignalCmd, sig, pidfile},
+	})
+	if err == nil {
+		err = v.exec.cli.ContainerExecStart(ctx, ex.ID, container.ExecStartOptions{Detach: true})
+	}
+	if err != nil {
+		v.log.Warn("signal command", "signal", sig, "err", err)
+	}
+}
+
+// exitCode waits (briefly) for the exec to be reported as ended.
+func (v *Env) exitCode(ctx context.Context, execID string) (int, error) {
+	deadline := time.Now().Add(stopWait)
+	for {
+		ins, err := v.exec.cli.ContainerExecInspect(ctx, execID)
+		if err != nil {
+			return -1, fmt.Errorf("inspect exec: %w", err)
+		}
+		if !ins.Running || time.Now().After(deadline) {
+			return ins.ExitCode, nil
+		}
+		select {
+		case <-ctx.Done():
+			return -1, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// writerIgnoringErrors keeps draining the stream after the writer failed.
+type writerIgnoringErrors struct{ w io.Writer }
+
+func (w writerIgnoringErrors) Write(p []byte) (int, error) {
+	_, _ = w.w.Write(p)
+	return len(p), nil
+}

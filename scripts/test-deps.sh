@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Brings up what `make test` needs on a fresh machine of this kind (see
+# DESIGN.md §6), so the tests of real components can run:
+#   - /bin/busybox from Debian's busybox-static: the docker executor's tests
+#     build their FROM-scratch image from it;
+#   - a running Docker engine: dockerd is started when it is installed but not
+#     running (and DOCKER_HOST is not set).
+# It never fails the build itself: a missing piece makes the tests that need it
+# fail in CI (CI set) with a message naming it, and skip elsewhere.
+set -uo pipefail
+
+log() { echo "test-deps: $*" >&2; }
+
+as_root() {
+	if [ "$(id -u)" = 0 ]; then
+		"$@"
+	elif command -v sudo >/dev/null 2>&1; then
+		sudo -n "$@"
+	else
+		return 1
+	fi
+}
+
+apt_install() {
+	command -v apt-get >/dev/null 2>&1 || return 1
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null 2>&1 && return 0
+	as_root apt-get update -q >/dev/null 2>&1 &&
+		as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null 2>&1
+}
+
+if [ ! -x /bin/busybox ]; then
+	log "installing busybox-static (for the docker executor's test image)"
+	apt_install busybox-static || log "could not install busybox-static: install it (apt-get install busybox-static)"
+fi
+
+engine_up() {
+	if command -v docker >/dev/null 2>&1; then
+		docker version >/dev/null 2>&1
+	else
+		[ -S /var/run/docker.sock ] && command -v curl >/dev/null 2>&1 &&
+			curl -fsS --unix-socket /var/run/docker.sock http://docker/_ping >/dev/null 2>&1
+	fi
+}
+
+if [ -z "${DOCKER_HOST:-}" ] && ! engine_up; then
+	if command -v dockerd >/dev/null 2>&1; then
+		log "starting dockerd (log: ${TMPDIR:-/tmp}/kk-test-dockerd.log)"
+		as_root sh -c "nohup dockerd >'${TMPDIR:-/tmp}/kk-test-dockerd.log' 2>&1 &" || log "could not start dockerd"
+		for _ in $(seq 1 60); do
+			engine_up && break
+			sleep 0.5
+		done
+		engine_up || log "dockerd did not come up; see ${TMPDIR:-/tmp}/kk-test-dockerd.log"
+	else
+		log "no Docker engine and no dockerd: install docker.io to run the docker executor's tests"
+	fi
+fi
+exit 0
