@@ -281,9 +281,10 @@ func (f *fakeLXD) exec(w http.ResponseWriter, r *http.Request) {
 	}
 	f.mu.Lock()
 	_, pushed := in.files[helperPath]
+	running := in.Status == "Running"
 	f.mu.Unlock()
-	if !pushed {
-		fail(w, 400, "the helper was not pushed")
+	if !pushed || !running {
+		fail(w, 400, "the helper was not pushed or the instance is not running")
 		return
 	}
 	switch req.Command[1] {

@@ -12,7 +12,9 @@
 //     path inside, so files persist between steps and files the agent writes
 //     there (shell scripts) are visible inside;
 //   - the agent's own static binary is pushed to /.kk-bin/kkagent with the
-//     file API, and /.kk-run is created for the step wrapper's group records.
+//     file API before the instance starts, and is its init (`__kk-init`, set
+//     by raw.lxc lxc.init.cmd), so images need no /sbin/init: busybox is
+//     enough; /.kk-run is created for the step wrapper's group records.
 //
 // Each command runs by exec (POST /1.0/instances/{name}/exec, with
 // wait-for-websocket) under `kkagent __kk-exec` (pkg/executor/inside), which
@@ -46,6 +48,7 @@ import (
 
 	"github.com/kraken-go/kk/pkg/ci"
 	"github.com/kraken-go/kk/pkg/executor"
+	"github.com/kraken-go/kk/pkg/executor/inside"
 )
 
 // Config keys put on every job instance.
@@ -241,7 +244,7 @@ func (e *Executor) deleteInstance(ctx context.Context, name string) error {
 }
 
 // Prepare deletes leftover instances of this agent, creates the workspace,
-// launches and starts the job's instance and puts the step wrapper in it.
+// creates the job's instance, puts the step wrapper in it and starts it.
 func (e *Executor) Prepare(ctx context.Context, spec executor.JobSpec) (executor.Env, error) {
 	if spec.System == "" {
 		return nil, errors.New("lxd executor: the environment has no system: set it to the LXD image alias to run the job in")
@@ -279,6 +282,8 @@ func (e *Executor) Prepare(ctx context.Context, spec executor.JobSpec) (executor
 			KeyAgent:   e.agent(),
 			KeyJob:     strconv.FormatInt(spec.JobID, 10),
 			KeyAttempt: strconv.Itoa(spec.Attempt),
+			// The step wrapper is the init: images need no /sbin/init.
+			"raw.lxc": "lxc.init.cmd = " + helperPath + " " + inside.InitCmd,
 		},
 		"devices": map[string]any{
 			"kk-workspace": map[string]string{"type": "disk", "source": ws, "path": ws},
@@ -300,13 +305,13 @@ func (e *Executor) Prepare(ctx context.Context, spec executor.JobSpec) (executor
 		}
 		return nil, fmt.Errorf("%s instance %s: %w", what, name, err)
 	}
+	if err := e.pushHelper(cctx, name); err != nil {
+		return fail("set up", err)
+	}
 	_, err = e.api.run(cctx, http.MethodPut, "/1.0/instances/"+url.PathEscape(name)+"/state",
 		map[string]any{"action": "start", "timeout": 60})
 	if err != nil {
 		return fail("start", err)
-	}
-	if err := e.pushHelper(cctx, name); err != nil {
-		return fail("set up", err)
 	}
 	if err := ctx.Err(); err != nil {
 		return fail("start", err)

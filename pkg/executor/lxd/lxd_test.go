@@ -114,7 +114,10 @@ func TestPrepareLaunchesInstance(t *testing.T) {
 	in := fx.lxd.instances[name]
 	require.NotNil(t, in)
 	assert.Equal(t, "Running", in.Status)
-	assert.Equal(t, map[string]string{KeyAgent: agentID, KeyJob: "42", KeyAttempt: "1"}, in.Config)
+	assert.Equal(t, map[string]string{
+		KeyAgent: agentID, KeyJob: "42", KeyAttempt: "1",
+		"raw.lxc": "lxc.init.cmd = /.kk-bin/kkagent __kk-init",
+	}, in.Config)
 	assert.Equal(t, env.Workspace(), in.Devices["kk-workspace"]["path"])
 	assert.True(t, fx.lxd.hasInstanceFile(name, helperPath))
 	assert.True(t, fx.lxd.hasInstanceFile(name, runDir))
