@@ -207,6 +207,11 @@ func (f *fakeLXD) state(w http.ResponseWriter, r *http.Request) {
 	var req struct{ Action string }
 	_ = json.NewDecoder(r.Body).Decode(&req)
 	f.mu.Lock()
+	if req.Action == "start" && in.Config[KeyJob] == "666" {
+		f.mu.Unlock()
+		f.done(w, "Failed to run: lxd forkstart: exit status 1")
+		return
+	}
 	switch req.Action {
 	case "start":
 		in.Status = "Running"

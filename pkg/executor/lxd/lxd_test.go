@@ -282,3 +282,12 @@ func TestUserLookup(t *testing.T) {
 		assert.Equal(t, [2]uint32{tt.uid, tt.gid}, [2]uint32{uid, gid}, tt.user)
 	}
 }
+
+func TestStartFailureDeletesInstance(t *testing.T) {
+	t.Parallel()
+	fx := newFixture(t)
+	_, err := fx.exec.Prepare(context.Background(), executor.JobSpec{JobID: 666, Attempt: 1, System: "busybox"})
+	assert.ErrorContains(t, err, "start instance kk-"+agentID+"-666-1")
+	assert.ErrorContains(t, err, "forkstart")
+	assert.Empty(t, fx.lxd.instanceNames())
+}
