@@ -5,7 +5,7 @@ DATA_DIR ?= $(CURDIR)/.kk-data
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X github.com/kraken-go/kk/pkg/version.Version=$(VERSION)
 
-.PHONY: help build run test test-short bench lint fmt completions clean
+.PHONY: help build run test test-lxd test-short bench lint fmt completions clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -28,6 +28,9 @@ test: ## Run the whole test suite (unit, store, end-to-end with the real binarie
 	./scripts/test-deps.sh
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 25m ./...
+
+test-lxd: ## Run the LXD executor against a real LXD (KK_TEST_LXD_ALIAS=image alias)
+	$(GO) test -count=1 -tags reallxd -run TestRealLXD ./pkg/executor/lxd/
 
 test-short: ## Run the unit tests only
 	$(GO) test -count=1 -short ./...

@@ -37,6 +37,7 @@ import (
 	"github.com/kraken-go/kk/pkg/executor"
 	"github.com/kraken-go/kk/pkg/executor/docker"
 	"github.com/kraken-go/kk/pkg/executor/local"
+	"github.com/kraken-go/kk/pkg/executor/lxd"
 	"github.com/kraken-go/kk/pkg/version"
 )
 
@@ -370,23 +371,29 @@ func newVersionCmd(stdout io.Writer) *cobra.Command {
 	}
 }
 
-// executors returns the agent's executors: local, and docker when a Docker
-// engine answers (DOCKER_HOST, else /var/run/docker.sock). Without it the
-// agent reports no Docker and gets no docker jobs.
+// executors returns the agent's executors: local; docker when a Docker
+// engine answers (DOCKER_HOST, else /var/run/docker.sock); lxd when LXD
+// answers on its socket (LXD_SOCKET, else the snap's or the Debian package's).
+// Without them the agent reports no Docker / LXD and gets no such jobs.
 func executors(ctx context.Context, dataDir string, logger *slog.Logger) map[string]executor.Executor {
 	exs := map[string]executor.Executor{
 		ci.ExecutorLocal: local.New(dataDir, logger.With("executor", ci.ExecutorLocal)),
 	}
-	d, err := docker.New(docker.Config{DataDir: dataDir, Logger: logger.With("executor", ci.ExecutorDocker)})
-	if err != nil {
+	if d, err := docker.New(docker.Config{DataDir: dataDir, Logger: logger.With("executor", ci.ExecutorDocker)}); err != nil {
 		logger.Warn("docker executor is off", "err", err)
-		return exs
-	}
-	if caps := d.Capabilities(ctx); caps.Available {
+	} else if caps := d.Capabilities(ctx); caps.Available {
 		logger.Info("docker executor is on", "docker_version", caps.Version)
 		exs[ci.ExecutorDocker] = d
 	} else {
 		logger.Info("docker executor is off: no Docker engine answers (set DOCKER_HOST or start dockerd)")
+	}
+	if l, err := lxd.New(lxd.Config{DataDir: dataDir, Logger: logger.With("executor", ci.ExecutorLXD)}); err != nil {
+		logger.Warn("lxd executor is off", "err", err)
+	} else if caps := l.Capabilities(ctx); caps.Available {
+		logger.Info("lxd executor is on", "lxd_version", caps.Version)
+		exs[ci.ExecutorLXD] = l
+	} else {
+		logger.Debug("lxd executor is off: LXD does not answer (set LXD_SOCKET or start lxd)", "socket", lxd.SocketPath())
 	}
 	return exs
 }
