@@ -19,10 +19,6 @@ import (
 	"github.com/kraken-go/kk/pkg/executor/inside"
 )
 
-// stopWait bounds how long Run waits for an exec to end after SIGKILL before
-// it gives up on its output stream.
-const stopWait = 3 * time.Second
-
 // Env is a job container. It implements executor.Env and executor.SystemFiles.
 type Env struct {
 	exec      *Executor
@@ -165,7 +161,9 @@ func (v *Env) Run(ctx context.Context, cmd executor.Command) (executor.Result, e
 	}
 	if res.Cancelled || res.TimedOut {
 		v.log.Debug("stopping command", "timed_out", res.TimedOut, "grace", grace)
-		v.stop(actx, pidfile, grace, copied)
+		if !inside.Stop(func(sig string) { v.signal(actx, sig, pidfile) }, grace, copied) {
+			v.log.Warn("command did not end after SIGKILL; no longer reading its output")
+		}
 	}
 	res.Duration = time.Since(start)
 	code, err := v.exitCode(actx, created.ID)
@@ -176,34 +174,6 @@ func (v *Env) Run(ctx context.Context, cmd executor.Command) (executor.Result, e
 		res.ExitCode = code
 	}
 	return res, nil
-}
-
-// stop signals the command's group: SIGTERM, grace, SIGKILL (repeated, since
-// the wrapper may not have recorded its group yet when the first one goes).
-func (v *Env) stop(ctx context.Context, pidfile string, grace time.Duration, copied <-chan struct{}) {
-	v.signal(ctx, "TERM", pidfile)
-	t := time.NewTimer(grace)
-	defer t.Stop()
-	select {
-	case <-copied:
-		return
-	case <-t.C:
-	}
-	deadline := time.NewTimer(stopWait)
-	defer deadline.Stop()
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		v.signal(ctx, "KILL", pidfile)
-		select {
-		case <-copied:
-			return
-		case <-deadline.C:
-			v.log.Warn("command did not end after SIGKILL; no longer reading its output")
-			return
-		case <-tick.C:
-		}
-	}
 }
 
 // signal runs `__kk-signal SIG PIDFILE` as root in the container.
@@ -224,7 +194,7 @@ func (v *Env) signal(ctx context.Context, sig, pidfile string) {
 
 // exitCode waits (briefly) for the exec to be reported as ended.
 func (v *Env) exitCode(ctx context.Context, execID string) (int, error) {
-	deadline := time.Now().Add(stopWait)
+	deadline := time.Now().Add(inside.StopWait)
 	for {
 		ins, err := v.exec.cli.ContainerExecInspect(ctx, execID)
 		if err != nil {

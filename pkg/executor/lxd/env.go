@@ -26,10 +26,6 @@ import (
 	"github.com/kraken-go/kk/pkg/executor/inside"
 )
 
-// stopWait bounds how long Run waits for a command to end after SIGKILL
-// before it gives up on its output.
-const stopWait = 3 * time.Second
-
 // Env is a job instance. It implements executor.Env and executor.SystemFiles.
 type Env struct {
 	exec      *Executor
@@ -220,10 +216,12 @@ func (v *Env) Run(ctx context.Context, cmd executor.Command) (executor.Result, e
 	}
 	if res.Cancelled || res.TimedOut {
 		v.log.Debug("stopping command", "timed_out", res.TimedOut, "grace", grace)
-		v.stop(actx, pidfile, grace, copied)
+		if !inside.Stop(func(sig string) { v.signal(actx, sig, pidfile) }, grace, copied) {
+			v.log.Warn("command did not end after SIGKILL; no longer reading its output")
+		}
 	}
 	res.Duration = time.Since(start)
-	wctx, cancel := context.WithTimeout(actx, stopWait+30*time.Second)
+	wctx, cancel := context.WithTimeout(actx, inside.StopWait+30*time.Second)
 	defer cancel()
 	done, err := v.exec.api.wait(wctx, op.ID)
 	if err != nil && done == nil {
@@ -237,34 +235,6 @@ func (v *Env) Run(ctx context.Context, cmd executor.Command) (executor.Result, e
 		res.ExitCode = code
 	}
 	return res, nil
-}
-
-// stop signals the command's group: SIGTERM, grace, SIGKILL (repeated, since
-// the wrapper may not have recorded its group yet when the first one goes).
-func (v *Env) stop(ctx context.Context, pidfile string, grace time.Duration, copied <-chan struct{}) {
-	v.signal(ctx, "TERM", pidfile)
-	t := time.NewTimer(grace)
-	defer t.Stop()
-	select {
-	case <-copied:
-		return
-	case <-t.C:
-	}
-	deadline := time.NewTimer(stopWait)
-	defer deadline.Stop()
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		v.signal(ctx, "KILL", pidfile)
-		select {
-		case <-copied:
-			return
-		case <-deadline.C:
-			v.log.Warn("command did not end after SIGKILL; no longer reading its output")
-			return
-		case <-tick.C:
-		}
-	}
 }
 
 // signal runs `__kk-signal SIG PIDFILE` as root in the instance.
