@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/client"
@@ -74,7 +75,7 @@ func TestDockerJob(t *testing.T) {
 	m := regexp.MustCompile(`container=([0-9a-f]{12})`).FindStringSubmatch(log)
 	require.NotNil(t, m, "log:\n%s", log)
 	_, err := cli.ContainerInspect(context.Background(), m[1])
-	require.True(t, client.IsErrNotFound(err), "container %s is left after the job (err %v)", m[1], err)
+	require.True(t, cerrdefs.IsNotFound(err), "container %s is left after the job (err %v)", m[1], err)
 }
 
 const sleepingDockerStage = `def stage(ctx):
@@ -108,7 +109,7 @@ func (c *cluster) startedContainer(jobID int64) string {
 
 func containerGone(cli *client.Client, id string) bool {
 	_, err := cli.ContainerInspect(context.Background(), id)
-	return client.IsErrNotFound(err)
+	return cerrdefs.IsNotFound(err)
 }
 
 // TestDockerJobCancelAndAgentCrash: cancelling a docker job removes its

@@ -46,6 +46,7 @@ import (
 	"sync"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
@@ -195,7 +196,7 @@ func (e *Executor) removeLeftovers(ctx context.Context) (int, error) {
 	var errs []error
 	for _, c := range list {
 		err := e.cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true})
-		if err != nil && !client.IsErrNotFound(err) {
+		if err != nil && !cerrdefs.IsNotFound(err) {
 			errs = append(errs, fmt.Errorf("remove container %.12s: %w", c.ID, err))
 			continue
 		}
@@ -272,7 +273,6 @@ func (e *Executor) Prepare(ctx context.Context, spec executor.JobSpec) (executor
 	log.Debug("job container started", "image", spec.System, "workspace", ws)
 	return &Env{
 		exec: e, id: created.ID, workspace: ws, log: log,
-		closing: make(chan struct{}),
 	}, nil
 }
 
@@ -282,7 +282,7 @@ func (e *Executor) ensureImage(ctx context.Context, ref string) error {
 	if err == nil {
 		return nil
 	}
-	if !client.IsErrNotFound(err) {
+	if !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("inspect image %q: %w", ref, err)
 	}
 	e.log.Info("pulling image", "image", ref)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/client"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -67,7 +68,7 @@ func sh(script string) []string { return []string{"sh", "-c", script} }
 
 func (f *fixture) containerExists(t *testing.T, id string) bool {
 	_, err := f.cli.ContainerInspect(context.Background(), id)
-	if client.IsErrNotFound(err) {
+	if cerrdefs.IsNotFound(err) {
 		return false
 	}
 	require.NoError(t, err)

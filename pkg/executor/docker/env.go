@@ -8,11 +8,10 @@ import (
 	"log/slog"
 	"os"
 	"path"
-	"sync"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/stdcopy"
 
 	"github.com/kraken-go/kk/pkg/executor"
@@ -26,11 +25,7 @@ type Env struct {
 	workspace string
 	log       *slog.Logger
 
-	closeOnce sync.Once
-	closing   chan struct{}
-	mu        sync.Mutex
-	closed    bool
-	running   sync.WaitGroup
+	runs executor.Runs
 }
 
 var (
@@ -53,27 +48,14 @@ func (v *Env) HasFile(ctx context.Context, p string) bool {
 // Close aborts running commands, waits for them (bounded by ctx), then
 // force-removes the container and the workspace. It is idempotent.
 func (v *Env) Close(ctx context.Context) error {
-	v.closeOnce.Do(func() {
-		v.mu.Lock()
-		v.closed = true
-		v.mu.Unlock()
-		close(v.closing)
-	})
-	done := make(chan struct{})
-	go func() {
-		v.running.Wait()
-		close(done)
-	}()
 	var errs []error
-	select {
-	case <-done:
-	case <-ctx.Done():
-		errs = append(errs, fmt.Errorf("close environment: wait for commands: %w", ctx.Err()))
+	if err := v.runs.Close(ctx); err != nil {
+		errs = append(errs, err)
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	err := v.exec.cli.ContainerRemove(rctx, v.id, container.RemoveOptions{Force: true, RemoveVolumes: true})
-	if err != nil && !client.IsErrNotFound(err) {
+	if err != nil && !cerrdefs.IsNotFound(err) {
 		errs = append(errs, fmt.Errorf("remove container %.12s: %w", v.id, err))
 	}
 	if err := os.RemoveAll(v.workspace); err != nil {
@@ -88,14 +70,11 @@ func (v *Env) Run(ctx context.Context, cmd executor.Command) (executor.Result, e
 	if len(cmd.Argv) == 0 {
 		return res, errors.New("run command: empty argv")
 	}
-	v.mu.Lock()
-	if v.closed {
-		v.mu.Unlock()
-		return res, errors.New("run command: environment is closed")
+	end, err := v.runs.Begin()
+	if err != nil {
+		return res, err
 	}
-	v.running.Add(1)
-	v.mu.Unlock()
-	defer v.running.Done()
+	defer end()
 	if ctx.Err() != nil {
 		res.Cancelled = true
 		return res, nil
@@ -154,7 +133,7 @@ func (v *Env) Run(ctx context.Context, cmd executor.Command) (executor.Result, e
 	case <-copied:
 	case <-ctx.Done():
 		res.Cancelled = true
-	case <-v.closing:
+	case <-v.runs.Closing():
 		res.Cancelled = true
 	case <-timeout:
 		res.TimedOut = true

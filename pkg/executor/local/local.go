@@ -35,7 +35,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -97,7 +96,6 @@ func (e *Executor) Prepare(ctx context.Context, spec executor.JobSpec) (executor
 		exec:      e,
 		workspace: abs,
 		logger:    e.logger.With("job_id", spec.JobID),
-		closing:   make(chan struct{}),
 	}, nil
 }
 
@@ -123,11 +121,7 @@ type Env struct {
 	workspace string
 	logger    *slog.Logger
 
-	closeOnce sync.Once
-	closing   chan struct{} // closed by Close: running commands are aborted
-	mu        sync.Mutex
-	closed    bool
-	running   sync.WaitGroup
+	runs executor.Runs
 }
 
 var _ executor.Env = (*Env)(nil)
@@ -139,21 +133,8 @@ func (v *Env) Workspace() string { return v.workspace }
 // waits for them, and removes the workspace. It is idempotent. When ctx ends
 // first, Close stops waiting and returns ctx's error.
 func (v *Env) Close(ctx context.Context) error {
-	v.closeOnce.Do(func() {
-		v.mu.Lock()
-		v.closed = true
-		v.mu.Unlock()
-		close(v.closing)
-	})
-	done := make(chan struct{})
-	go func() {
-		v.running.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		return fmt.Errorf("close environment: wait for commands: %w", ctx.Err())
+	if err := v.runs.Close(ctx); err != nil {
+		return err
 	}
 	if err := os.RemoveAll(v.workspace); err != nil {
 		return fmt.Errorf("remove workspace: %w", err)
@@ -167,14 +148,11 @@ func (v *Env) Run(ctx context.Context, cmd executor.Command) (executor.Result, e
 	if len(cmd.Argv) == 0 {
 		return res, errors.New("run command: empty argv")
 	}
-	v.mu.Lock()
-	if v.closed {
-		v.mu.Unlock()
-		return res, errors.New("run command: environment is closed")
+	end, err := v.runs.Begin()
+	if err != nil {
+		return res, err
 	}
-	v.running.Add(1)
-	v.mu.Unlock()
-	defer v.running.Done()
+	defer end()
 
 	if ctx.Err() != nil {
 		res.Cancelled = true
@@ -240,7 +218,7 @@ func (v *Env) Run(ctx context.Context, cmd executor.Command) (executor.Result, e
 	case state = <-waited:
 	case <-ctx.Done():
 		res.Cancelled = true
-	case <-v.closing:
+	case <-v.runs.Closing():
 		res.Cancelled = true
 	case <-timeout:
 		res.TimedOut = true

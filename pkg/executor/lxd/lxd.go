@@ -319,7 +319,6 @@ func (e *Executor) Prepare(ctx context.Context, spec executor.JobSpec) (executor
 	log.Debug("job instance started", "alias", spec.System, "workspace", ws)
 	return &Env{
 		exec: e, name: name, workspace: ws, log: log,
-		closing: make(chan struct{}),
 	}, nil
 }
 
