@@ -374,8 +374,16 @@ type Assignment struct {
 	// Env is exported to every step (branch env vars and KK_* variables).
 	Env   map[string]string `json:"env"`
 	Steps []AssignedStep    `json:"steps"`
-	// Secrets are values to redact from logs (later issues).
+	// Secrets are the values of every secret of the project (and their
+	// parts): the agent redacts them from all output before it leaves.
 	Secrets []string `json:"secrets,omitempty"`
+	// Creds are the secrets named by tool parameters (ssh-key,
+	// access-token), resolved by kkd when it hands the job out.
+	Creds map[string]SecretValue `json:"creds,omitempty"`
+	// Trigger is the flow's trigger data (commits, pull request) when the
+	// flow was started by a webhook or a repo trigger; the git tool checks
+	// out its commit.
+	Trigger json.RawMessage `json:"trigger,omitempty"`
 }
 
 // AssignedStep is one step of an assignment. Fields hold every key of the
