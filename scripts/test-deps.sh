@@ -4,7 +4,9 @@
 #   - /bin/busybox from Debian's busybox-static: the docker executor's tests
 #     build their FROM-scratch image from it;
 #   - a running Docker engine: dockerd is started when it is installed but not
-#     running (and DOCKER_HOST is not set).
+#     running (and DOCKER_HOST is not set);
+#   - the MinIO server (pinned, built from the Go module proxy into
+#     $(go env GOPATH)/bin) for the tests of the s3:// blob store.
 # It never fails the build itself: a missing piece makes the tests that need it
 # fail in CI (CI set) with a message naming it, and skip elsewhere.
 set -uo pipefail
@@ -54,5 +56,16 @@ if [ -z "${DOCKER_HOST:-}" ] && ! engine_up; then
 	else
 		log "no Docker engine and no dockerd: install docker.io to run the docker executor's tests"
 	fi
+fi
+# The MinIO server of the blob store's tests (pkg/blob/blobtest finds it in
+# PATH or in $(go env GOPATH)/bin). Keep the version in step with
+# blobtest.MinIOVersion.
+MINIO_MODULE=github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c
+GO=${GO:-go}
+gobin="$($GO env GOPATH 2>/dev/null | cut -d: -f1)/bin"
+if ! command -v minio >/dev/null 2>&1 && [ ! -x "$gobin/minio" ]; then
+	log "installing $MINIO_MODULE into $gobin (a few minutes on a cold module cache)"
+	GOBIN="$gobin" GOFLAGS=-mod=mod "$GO" install "$MINIO_MODULE" ||
+		log "could not install MinIO: run GOFLAGS=-mod=mod go install $MINIO_MODULE"
 fi
 exit 0
