@@ -31,6 +31,7 @@ type Store interface {
 	LogStore
 	AgentStore
 	UserStore
+	ArtifactStore
 	// Close releases the database.
 	Close() error
 }
@@ -219,6 +220,12 @@ type LogStore interface {
 	// come after the position after. attempt > 0 restricts to that attempt and
 	// step >= 0 to that step. At most limit chunks (0: all).
 	ReadLogs(ctx context.Context, jobID int64, attempt, step int, after LogPos, limit int) ([]ci.LogChunk, error)
+	// DeleteLogs deletes every chunk of a completed job, once its log was
+	// archived to the blob store; ErrConflict when the job is not completed.
+	DeleteLogs(ctx context.Context, jobID int64) error
+	// ListArchivableLogs returns, by ID, up to limit (0: all) IDs greater
+	// than afterID of completed jobs that still have chunks.
+	ListArchivableLogs(ctx context.Context, afterID int64, limit int) ([]int64, error)
 }
 
 // AttemptFailure describes an infrastructure failure of a job's attempt for

@@ -51,6 +51,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"groups", groupCases()},
 		{"users", userCases()},
 		{"context", contextCases()},
+		{"artifacts", artifactCases()}, {"caches", cacheCases()}, {"log archive", logArchiveCases()},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
