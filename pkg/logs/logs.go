@@ -8,12 +8,14 @@ package logs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"time"
 
+	"github.com/kraken-go/kk/pkg/blob"
 	"github.com/kraken-go/kk/pkg/ci"
 	"github.com/kraken-go/kk/pkg/notify"
 	"github.com/kraken-go/kk/pkg/store"
@@ -27,6 +29,9 @@ type Service struct {
 	Store  store.Store
 	Hub    *notify.Hub
 	Logger *slog.Logger
+	// Blobs holds the archived logs of completed jobs (see Archiver); nil:
+	// logs are only read from the store's chunks.
+	Blobs blob.Store
 	// Fallback is how often a follower re-checks the job without a signal
 	// (a safety net; signals do the real work). Default 5 s.
 	Fallback time.Duration
@@ -69,6 +74,10 @@ const pageSize = 256
 // not write in turn: a background step keeps appending to its log while later
 // steps run. Whenever output comes from another step than the previous
 // output, a header line names the step again.
+//
+// A completed job's log is read from its archive in the blob store once the
+// Archiver wrote it, in constant memory. When the archive appears while the
+// chunks are read (the Archiver then deletes them), the rest is read from it.
 func (s *Service) Stream(ctx context.Context, w io.Writer, jobID int64, opts StreamOpts) error {
 	var wake <-chan struct{}
 	if opts.Follow {
@@ -84,6 +93,7 @@ func (s *Service) Stream(ctx context.Context, w io.Writer, jobID int64, opts Str
 	defer timer.Stop()
 	flusher, _ := w.(http.Flusher)
 	st := &streamState{w: w, jobID: jobID, opts: opts, after: map[int]int64{}, headerStep: -1}
+	first := true
 	for {
 		// Read the job state before the chunks: if it is completed now, every
 		// chunk was stored before, so the reads below get them all; and if it
@@ -92,6 +102,12 @@ func (s *Service) Stream(ctx context.Context, w io.Writer, jobID int64, opts Str
 		if err != nil {
 			return fmt.Errorf("get job %d: %w", jobID, err)
 		}
+		if first && job.State == ci.JobCompleted {
+			if ok, err := s.replayArchive(ctx, st, job); ok || err != nil {
+				return err
+			}
+		}
+		first = false
 		written, err := s.copyAttempts(ctx, st, job)
 		if err != nil {
 			return err
@@ -99,7 +115,13 @@ func (s *Service) Stream(ctx context.Context, w io.Writer, jobID int64, opts Str
 		if flusher != nil && written > 0 {
 			flusher.Flush()
 		}
-		if !opts.Follow || job.State == ci.JobCompleted {
+		if job.State == ci.JobCompleted {
+			// The chunks may have been archived (and deleted) while they
+			// were read: the archive has the rest.
+			_, err := s.replayArchive(ctx, st, job)
+			return err
+		}
+		if !opts.Follow {
 			return nil
 		}
 		if !timer.Stop() {
@@ -127,6 +149,7 @@ type streamState struct {
 	after      map[int]int64 // step → seq of the last chunk written in attempt
 	headerStep int           // step of the last header written in attempt
 	agents     map[int]string
+	buf        []byte // copy buffer of archived frames
 }
 
 // copyAttempts writes what is new in the job's log: the rest of the attempt
@@ -241,4 +264,90 @@ func stepHeader(job ci.Job, idx int) string {
 		h += " (" + name + ")"
 	}
 	return h + "\n"
+}
+
+// replayArchive writes what st has not written yet of the job's archived log
+// (all of it for a new stream). ok is false when there is no archive.
+func (s *Service) replayArchive(ctx context.Context, st *streamState, job ci.Job) (ok bool, err error) {
+	if s.Blobs == nil {
+		return false, nil
+	}
+	rc, err := s.Blobs.Get(ctx, ArchiveKey(job.ID))
+	if errors.Is(err, ci.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read log archive of job %d: %w", job.ID, err)
+	}
+	defer rc.Close()
+	ar, err := openArchive(rc)
+	if err != nil {
+		return true, fmt.Errorf("job %d: %w", job.ID, err)
+	}
+	ajob := ar.job()
+	if st.agents == nil {
+		st.agents = map[int]string{}
+	}
+	for n, name := range ar.header.Agents {
+		if st.agents[n] == "" {
+			st.agents[n] = name
+		}
+	}
+	if st.buf == nil {
+		st.buf = make([]byte, 32<<10)
+	}
+	for {
+		f, err := ar.next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return true, err
+		}
+		if seq, done := st.after[f.step]; f.attempt < st.attempt || f.attempt == st.attempt && done && f.seq <= seq {
+			continue // written from the chunks already
+		}
+		if err := s.enterAttempt(ctx, st, ajob, f.attempt); err != nil {
+			return true, err
+		}
+		if st.opts.Step >= 0 && f.step != st.opts.Step {
+			continue
+		}
+		if st.opts.Step < 0 && f.step != st.headerStep {
+			if _, err := io.WriteString(st.w, stepHeader(ajob, f.step)); err != nil {
+				return true, err
+			}
+			st.headerStep = f.step
+		}
+		if _, err := io.CopyBuffer(st.w, &ar.body, st.buf); err != nil {
+			return true, err
+		}
+		st.after[f.step] = f.seq
+	}
+	return true, s.enterAttempt(ctx, st, ajob, ajob.Attempt)
+}
+
+// enterAttempt advances st to attempt n, writing the separator of every
+// attempt it passes, as copyAttempts does.
+func (s *Service) enterAttempt(ctx context.Context, st *streamState, job ci.Job, n int) error {
+	if n == 0 {
+		return nil
+	}
+	if st.attempt == 0 {
+		st.attempt = 1
+		if job.Attempt > 1 {
+			if err := s.separator(ctx, st, job); err != nil {
+				return err
+			}
+		}
+	}
+	for st.attempt < n {
+		st.attempt++
+		clear(st.after)
+		st.headerStep = -1
+		if err := s.separator(ctx, st, job); err != nil {
+			return err
+		}
+	}
+	return nil
 }
