@@ -47,6 +47,9 @@ type Config struct {
 	// MaxAttempts is how many attempts a job gets when infrastructure
 	// failures end them (kkd --job-retries + 1; default 3). 1: no retries.
 	MaxAttempts int
+	// JobDone, when set, is called with every job that completed; it must
+	// not block (kkd archives the job's log in the background).
+	JobDone func(jobID int64)
 }
 
 // DefaultMaxAttempts is a job's attempts when Config.MaxAttempts is not set:
@@ -417,6 +420,9 @@ func (e *Engine) JobCompleted(ctx context.Context, j ci.Job) {
 	e.cfg.Hub.Publish(logs.Key(j.ID))
 	e.cfg.Hub.Publish(CancelKey(j.ID))
 	e.cfg.Dispatcher.Kick()
+	if e.cfg.JobDone != nil {
+		e.cfg.JobDone(j.ID)
+	}
 	if _, err := e.afterJobs(ctx, j.RunID); err != nil {
 		e.cfg.Logger.Error("advance run after job", "job_id", j.ID, "run_id", j.RunID, "err", err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/kraken-go/kk/pkg/agentinstall"
 	"github.com/kraken-go/kk/pkg/api"
 	"github.com/kraken-go/kk/pkg/auth"
+	"github.com/kraken-go/kk/pkg/blob"
 	"github.com/kraken-go/kk/pkg/ci"
 	"github.com/kraken-go/kk/pkg/engine"
 	"github.com/kraken-go/kk/pkg/logs"
@@ -36,6 +37,7 @@ type Config struct {
 	Engine     *engine.Engine
 	Dispatcher *scheduler.Dispatcher
 	Logs       *logs.Service
+	Blobs      blob.Store // artifacts and caches (nil: their routes answer 503)
 	Hub        *notify.Hub
 	Logger     *slog.Logger
 	Version    string
@@ -148,6 +150,7 @@ func (s *Server) routes() {
 	agent("POST "+p+"/agent/jobs/{id}/steps/{idx}/logs", s.agentLogs)
 	agent("POST "+p+"/agent/jobs/{id}/steps/{idx}", s.agentStep)
 	agent("POST "+p+"/agent/jobs/{id}/complete", s.agentComplete)
+	s.artifactRoutes(p, pub, user, agent)
 
 	// Agent distribution: public, binaries and the install script are no secrets.
 	bins := agentdist.NewHandler(s.cfg.AgentBinaries)

@@ -53,6 +53,8 @@ type ArtifactStore interface {
 	// "" when there was none.
 	CreateArtifact(ctx context.Context, a *Artifact, attempt int) (replaced string, err error)
 	GetArtifact(ctx context.Context, id int64) (Artifact, error)
+	// GetJobArtifact returns the job's artifact of this path.
+	GetJobArtifact(ctx context.Context, jobID int64, path string) (Artifact, error)
 	// ListFlowArtifacts returns the artifacts of every run of the flow,
 	// newest run first, then by job ID and path.
 	ListFlowArtifacts(ctx context.Context, flowID int64) ([]Artifact, error)

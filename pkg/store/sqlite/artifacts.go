@@ -94,6 +94,15 @@ func (s *Store) GetArtifact(ctx context.Context, id int64) (store.Artifact, erro
 	return a, nil
 }
 
+// GetJobArtifact returns the job's artifact of this path.
+func (s *Store) GetJobArtifact(ctx context.Context, jobID int64, path string) (store.Artifact, error) {
+	a, err := scanArtifact(s.r.QueryRowContext(ctx, `SELECT `+artifactCols+artifactFrom+` WHERE a.job_id = ? AND a.path = ?`, jobID, path))
+	if err != nil {
+		return store.Artifact{}, fmt.Errorf("get artifact of job %d: %w", jobID, notFound(err, "artifact path", fmt.Sprintf("%q", path)))
+	}
+	return a, nil
+}
+
 // ListFlowArtifacts returns the flow's artifacts, newest run first.
 func (s *Store) ListFlowArtifacts(ctx context.Context, flowID int64) ([]store.Artifact, error) {
 	out, err := queryAll(ctx, s.r, scanArtifact, `SELECT `+artifactCols+artifactFrom+`

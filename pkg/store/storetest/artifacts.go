@@ -70,6 +70,11 @@ func artifactCases() []testCase {
 
 			_, err = s.GetArtifact(f.ctx, 424242)
 			require.ErrorIs(t, err, ci.ErrNotFound)
+			byPath, err := s.GetJobArtifact(f.ctx, j.ID, "report/index.html")
+			require.NoError(t, err)
+			require.Equal(t, b.ID, byPath.ID)
+			_, err = s.GetJobArtifact(f.ctx, j.ID, "report")
+			require.ErrorIs(t, err, ci.ErrNotFound)
 		}},
 		{"lists by run and flow", func(t *testing.T, s store.Store) {
 			f := newFx(t, s)
