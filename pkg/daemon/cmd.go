@@ -137,7 +137,7 @@ KKD_AGENT_REGISTRATION_KEY, KKD_AGENT_BINARIES, KKD_JOB_RETRIES, KKD_LOCAL_AGENT
 	f.StringVar(&o.Listen, "listen", envOr("KKD_LISTEN", "127.0.0.1:6363"), "address to serve the API on (KKD_LISTEN)")
 	f.StringVar(&o.DataDir, "data-dir", envOr("KKD_DATA_DIR", defaultDataDir()), "data directory (KKD_DATA_DIR)")
 	f.StringVar(&o.DB, "db", envOr("KKD_DB", ""), "database URL, sqlite://PATH (KKD_DB; default sqlite://DATA_DIR/kk.db)")
-	f.StringVar(&o.Storage, "storage", envOr("KKD_STORAGE", ""), "blob storage URL, file://PATH (KKD_STORAGE; default file://DATA_DIR/blobs)")
+	f.StringVar(&o.Storage, "storage", envOr("KKD_STORAGE", ""), "blob storage URL (KKD_STORAGE): file://PATH (default file://DATA_DIR/blobs) or s3://[ACCESS:SECRET@]HOST[:PORT]/BUCKET[?secure=false&region=R] (S3 credentials also from KKD_S3_ACCESS_KEY/KKD_S3_SECRET_KEY or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)")
 	f.StringVar(&o.RegistrationKey, "agent-registration-key", envOr("KKD_AGENT_REGISTRATION_KEY", ""), "key that lets agents enrol without manual authorization (KKD_AGENT_REGISTRATION_KEY)")
 	f.StringVar(&o.AgentBinaries, "agent-binaries", envOr("KKD_AGENT_BINARIES", ""), "directory of kkagent-<os>-<arch> binaries served to agents for install and self-upgrade (KKD_AGENT_BINARIES; default: agents/ next to kkd)")
 	f.StringVar(&logLevel, "log-level", envOr("KKD_LOG_LEVEL", "info"), "log level: debug, info, warn, error (KKD_LOG_LEVEL)")

@@ -22,6 +22,7 @@ import (
 	"github.com/kraken-go/kk/pkg/agent"
 	"github.com/kraken-go/kk/pkg/agentdist"
 	"github.com/kraken-go/kk/pkg/auth"
+	"github.com/kraken-go/kk/pkg/blob"
 	"github.com/kraken-go/kk/pkg/ci"
 	"github.com/kraken-go/kk/pkg/engine"
 	"github.com/kraken-go/kk/pkg/logs"
@@ -80,18 +81,6 @@ func OpenStore(ctx context.Context, dbURL string, logger *slog.Logger) (store.St
 	return nil, fmt.Errorf("database URL %q: unknown scheme %q: use sqlite://PATH", dbURL, u.Scheme)
 }
 
-// blobDir checks the storage URL; only file:// is supported in this build.
-func blobDir(storage string) (string, error) {
-	u, err := url.Parse(storage)
-	if err != nil {
-		return "", fmt.Errorf("storage URL %q: %w", storage, err)
-	}
-	if u.Scheme != "file" {
-		return "", fmt.Errorf("storage URL %q: scheme %q is not supported by this build yet; use file://PATH", storage, u.Scheme)
-	}
-	return u.Host + u.Path, nil
-}
-
 // Serve runs kkd until ctx is done.
 func Serve(ctx context.Context, o Options) error {
 	log := o.Logger
@@ -110,12 +99,9 @@ func Serve(ctx context.Context, o Options) error {
 	if o.Storage == "" {
 		o.Storage = "file://" + filepath.Join(o.DataDir, "blobs")
 	}
-	dir, err := blobDir(o.Storage)
+	blobs, err := blob.Open(ctx, o.Storage)
 	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("create storage dir: %w", err)
+		return fmt.Errorf("open blob store (--storage): %w", err)
 	}
 	st, err := OpenStore(ctx, o.DB, log)
 	if err != nil {
@@ -135,7 +121,8 @@ func Serve(ctx context.Context, o Options) error {
 
 	hub := notify.New()
 	disp := scheduler.New(scheduler.Config{Store: st, Logger: log, Lease: o.Lease})
-	eng := engine.New(engine.Config{Store: st, Hub: hub, Dispatcher: disp, Logger: log, MaxAttempts: o.JobRetries + 1})
+	archiver := logs.NewArchiver(logs.ArchiverConfig{Store: st, Blobs: blobs, Logger: log.With("component", "log-archiver")})
+	eng := engine.New(engine.Config{Store: st, Hub: hub, Dispatcher: disp, Logger: log, MaxAttempts: o.JobRetries + 1, JobDone: archiver.JobCompleted})
 	wd := watchdog.New(watchdog.Config{Store: st, Engine: eng, Dispatcher: disp, Logger: log})
 	localKey := auth.NewSecret(24)
 	keys := []string{localKey}
@@ -144,13 +131,18 @@ func Serve(ctx context.Context, o Options) error {
 	}
 	srv := server.New(server.Config{
 		Store: st, Engine: eng, Dispatcher: disp, Hub: hub, Logger: log, Version: o.Version,
-		Logs: &logs.Service{Store: st, Hub: hub, Logger: log}, RegistrationKeys: keys,
+		Logs: &logs.Service{Store: st, Hub: hub, Logger: log, Blobs: blobs}, RegistrationKeys: keys, Blobs: blobs,
 		AgentBinaries: agentBinaries(o.AgentBinaries, log),
 	})
 
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	disp.Start(runCtx)
+	archiver.Start(runCtx)
+	defer func() { // before the store closes; an archive cut short is redone by the next start's sweep
+		stop()
+		archiver.Stop()
+	}()
 	if err := wd.Start(runCtx); err != nil {
 		return fmt.Errorf("start watchdog: %w", err)
 	}
@@ -163,7 +155,7 @@ func Serve(ctx context.Context, o Options) error {
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return runCtx }}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
-	log.Info("kkd listening", "addr", addr, "db", redactURL(o.DB), "data_dir", o.DataDir, "version", o.Version)
+	log.Info("kkd listening", "addr", addr, "db", redactURL(o.DB), "storage", blobs.String(), "data_dir", o.DataDir, "version", o.Version)
 	if o.ListenerReady != nil {
 		o.ListenerReady(addr)
 	}

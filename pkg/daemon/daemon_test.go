@@ -41,13 +41,15 @@ func TestOpenStoreURLs(t *testing.T) {
 	}
 }
 
-func TestBlobDir(t *testing.T) {
+func TestServeBadStorage(t *testing.T) {
 	t.Parallel()
-	d, err := blobDir("file:///var/lib/kkd/blobs")
-	require.NoError(t, err)
-	require.Equal(t, "/var/lib/kkd/blobs", d)
-	_, err = blobDir("s3://bucket")
-	require.ErrorContains(t, err, "not supported by this build")
+	for _, storage := range []string{"gs://bucket", "s3://127.0.0.1:1/bucket?secure=maybe", "file://"} {
+		err := Serve(t.Context(), Options{
+			Listen: "127.0.0.1:0", DataDir: t.TempDir(), Storage: storage,
+			Stdout: io.Discard, Stderr: io.Discard, Logger: slog.New(slog.DiscardHandler),
+		})
+		require.ErrorContains(t, err, "--storage", storage)
+	}
 }
 
 func TestBootstrapAndDemo(t *testing.T) {
