@@ -13,6 +13,7 @@ import (
 
 	"github.com/kraken-go/kk/pkg/api"
 	"github.com/kraken-go/kk/pkg/cli/agent"
+	"github.com/kraken-go/kk/pkg/cli/artifacts"
 	"github.com/kraken-go/kk/pkg/cli/branch"
 	"github.com/kraken-go/kk/pkg/cli/cmdutil"
 	"github.com/kraken-go/kk/pkg/cli/completion"
@@ -79,6 +80,7 @@ Start with:
 		job.NewCmdJob(f),
 		agent.NewCmdAgent(f),
 		group.NewCmdGroup(f),
+		artifacts.NewCmdArtifacts(f),
 		version.NewCmdVersion(f, nil),
 		completion.NewCmdCompletion(f, nil),
 	)
