@@ -31,6 +31,7 @@ type Store interface {
 	LogStore
 	AgentStore
 	UserStore
+	SecretStore
 	// Close releases the database.
 	Close() error
 }
