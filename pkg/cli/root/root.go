@@ -25,6 +25,7 @@ import (
 	"github.com/kraken-go/kk/pkg/cli/project"
 	"github.com/kraken-go/kk/pkg/cli/run"
 	"github.com/kraken-go/kk/pkg/cli/schema"
+	"github.com/kraken-go/kk/pkg/cli/secret"
 	"github.com/kraken-go/kk/pkg/cli/stage"
 	"github.com/kraken-go/kk/pkg/cli/version"
 	"github.com/kraken-go/kk/pkg/client"
@@ -79,6 +80,7 @@ Start with:
 		job.NewCmdJob(f),
 		agent.NewCmdAgent(f),
 		group.NewCmdGroup(f),
+		secret.NewCmdSecret(f),
 		version.NewCmdVersion(f, nil),
 		completion.NewCmdCompletion(f, nil),
 	)
