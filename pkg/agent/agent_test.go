@@ -568,7 +568,7 @@ func TestStepWriterChunks(t *testing.T) {
 		mu.Unlock()
 		sent <- struct{}{}
 		return nil
-	}, func(error) {}, func() bool { return false }, slog.New(slog.DiscardHandler), backoff{min: time.Millisecond, max: time.Millisecond}, 8, 50*time.Millisecond)
+	}, func(error) {}, func() bool { return false }, slog.New(slog.DiscardHandler), backoff{min: time.Millisecond, max: time.Millisecond}, 8, 50*time.Millisecond, redaction{})
 	go ob.run(t.Context())
 	w := ob.writer(0)
 

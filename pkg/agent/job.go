@@ -150,7 +150,7 @@ func (r *jobRunner) run(ctx context.Context) {
 			r.log.Warn("cannot delete the job's spool; delete it by hand", "dir", sp.dir, "err", err)
 		}
 	}()
-	r.out = newOutbox(sp, r.sendRecord, r.abandon, r.abandoned, r.log, r.backoff(), r.cfg.LogChunkSize, r.cfg.LogFlushDelay)
+	r.out = newOutbox(sp, r.sendRecord, r.abandon, r.abandoned, r.log, r.backoff(), r.cfg.LogChunkSize, r.cfg.LogFlushDelay, newRedaction(r.asg, r.log))
 	go r.out.run(reportCtx)
 
 	var result ci.JobResult

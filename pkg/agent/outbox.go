@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kraken-go/kk/pkg/api"
+	"github.com/kraken-go/kk/pkg/redact"
 )
 
 // jobWriteMaxBackoff caps the retry delay of a job's writes and heartbeat, so
@@ -40,6 +41,10 @@ const jobWriteMaxBackoff = 5 * time.Second
 // Per step, the stepWriter returned by writer cuts the output into chunks of
 // chunkSize bytes, or flushDelay after the first unsent byte, so a live tail
 // sees output within a fraction of a second. Seqs count 0, 1, 2... per step.
+//
+// Every byte of step output passes the job's redactor before it is spooled,
+// and step result and completion messages are redacted too: no secret of the
+// assignment reaches the spool or kkd (see redaction.go and pkg/redact).
 type outbox struct {
 	sp         *spool
 	send       func(ctx context.Context, rec record) error // one attempt
@@ -49,6 +54,7 @@ type outbox struct {
 	bo         backoff
 	chunkSize  int
 	flushDelay time.Duration
+	red        redaction
 
 	mu      sync.Mutex // serialises appends, so seqs follow the spool's order
 	seqs    map[int]int64
@@ -61,7 +67,7 @@ type outbox struct {
 }
 
 func newOutbox(sp *spool, send func(context.Context, record) error, onFatal func(error), stopped func() bool,
-	log *slog.Logger, bo backoff, chunkSize int, flushDelay time.Duration,
+	log *slog.Logger, bo backoff, chunkSize int, flushDelay time.Duration, red redaction,
 ) *outbox {
 	return &outbox{
 		sp:         sp,
@@ -72,6 +78,7 @@ func newOutbox(sp *spool, send func(context.Context, record) error, onFatal func
 		bo:         bo,
 		chunkSize:  chunkSize,
 		flushDelay: flushDelay,
+		red:        red,
 		seqs:       map[int]int64{},
 		writers:    map[int]*stepWriter{},
 		done:       make(chan struct{}),
@@ -84,7 +91,8 @@ func (o *outbox) writer(step int) *stepWriter {
 	defer o.mu.Unlock()
 	w, ok := o.writers[step]
 	if !ok {
-		w = &stepWriter{o: o, step: step, buf: make([]byte, 0, o.chunkSize)}
+		w = &stepWriter{o: o, step: step, buf: make([]byte, 0, o.chunkSize), background: o.red.background[step]}
+		w.red = redact.NewWriter(stepSink{w}, o.red.m)
 		o.writers[step] = w
 	}
 	return w
@@ -121,9 +129,17 @@ func (o *outbox) appendControl(kind recordKind, step int, v any) {
 	}
 }
 
-func (o *outbox) appendStart()                         { o.appendControl(recStart, 0, nil) }
-func (o *outbox) appendStep(idx int, r api.StepResult) { o.appendControl(recStep, idx, r) }
-func (o *outbox) appendComplete(c api.CompleteJob)     { o.appendControl(recComplete, 0, c) }
+func (o *outbox) appendStart() { o.appendControl(recStart, 0, nil) }
+
+func (o *outbox) appendStep(idx int, r api.StepResult) {
+	r.Message, r.Reason = o.red.text(r.Message), o.red.text(r.Reason)
+	o.appendControl(recStep, idx, r)
+}
+
+func (o *outbox) appendComplete(c api.CompleteJob) {
+	c.Message = o.red.text(c.Message)
+	o.appendControl(recComplete, 0, c)
+}
 
 // run delivers the spooled records in order until the spool is closed and
 // drained, a record is refused fatally, the job is abandoned or ctx ends.
@@ -239,6 +255,21 @@ type stepWriter struct {
 	closed  bool
 	lost    int64 // bytes that could not be spooled since the last note
 	lostErr error
+	// red redacts the output on its way into buf (through stepSink); it
+	// holds back a possible partial secret until later output decides it.
+	red *redact.Writer
+	// background: the step's process outlives the step's end, so only the
+	// job's end releases what red holds back.
+	background bool
+}
+
+// stepSink is where a step's redacted output goes: the writer's buffer.
+// It is called with the stepWriter's mu held.
+type stepSink struct{ w *stepWriter }
+
+func (s stepSink) Write(p []byte) (int, error) {
+	s.w.bufferLocked(p)
+	return len(p), nil
 }
 
 // Write spools p; it never fails, so a command is never stopped by logging.
@@ -251,15 +282,7 @@ func (w *stepWriter) Write(p []byte) (int, error) {
 	if w.closed || n == 0 {
 		return n, nil
 	}
-	size := w.o.chunkSize
-	for len(p) > 0 {
-		k := min(size-len(w.buf), len(p))
-		w.buf = append(w.buf, p[:k]...)
-		p = p[k:]
-		if len(w.buf) >= size {
-			w.emitLocked()
-		}
-	}
+	_, _ = w.red.Write(p) // stepSink never fails
 	switch {
 	case len(w.buf) == 0 && w.timer != nil:
 		w.timer.Stop()
@@ -270,6 +293,20 @@ func (w *stepWriter) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// bufferLocked appends redacted output to the buffer and spools full
+// chunks; w.mu must be held.
+func (w *stepWriter) bufferLocked(p []byte) {
+	size := w.o.chunkSize
+	for len(p) > 0 {
+		k := min(size-len(w.buf), len(p))
+		w.buf = append(w.buf, p[:k]...)
+		p = p[k:]
+		if len(w.buf) >= size {
+			w.emitLocked()
+		}
+	}
+}
+
 func (w *stepWriter) flushTimer() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -277,10 +314,21 @@ func (w *stepWriter) flushTimer() {
 	w.emitLocked()
 }
 
-// flush spools what is buffered now.
+// flush spools what is buffered now, at the step's end: the redactor
+// releases the bytes it held back (the step's output is complete), except for
+// a background step, whose process goes on writing.
 func (w *stepWriter) flush() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.flushLocked(!w.background)
+}
+
+// flushLocked spools the buffer, first releasing the redactor's held bytes
+// when final; w.mu must be held.
+func (w *stepWriter) flushLocked(final bool) {
+	if final {
+		_ = w.red.Flush() // stepSink never fails
+	}
 	if w.timer != nil {
 		w.timer.Stop()
 		w.timer = nil
@@ -312,10 +360,13 @@ func (w *stepWriter) emitLocked() {
 	w.buf = w.buf[:0]
 }
 
-// close flushes and drops later writes.
+// close flushes everything (the job ended) and drops later writes.
 func (w *stepWriter) close() {
-	w.flush()
 	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return
+	}
+	w.flushLocked(true)
 	w.closed = true
-	w.mu.Unlock()
 }

@@ -341,7 +341,7 @@ func TestStepWriterNotesLostOutput(t *testing.T) {
 	t.Parallel()
 	sp, err := openSpool(filepath.Join(t.TempDir(), "1-1"), 0)
 	require.NoError(t, err)
-	ob := newOutbox(sp, nil, nil, nil, slog.New(slog.DiscardHandler), backoff{}, 64, time.Hour)
+	ob := newOutbox(sp, nil, nil, nil, slog.New(slog.DiscardHandler), backoff{}, 64, time.Hour, redaction{})
 	w := ob.writer(0)
 
 	sp.wmu.Lock()
@@ -386,7 +386,7 @@ func TestSpooledControlRecordsEncoding(t *testing.T) {
 	t.Parallel()
 	sp, err := openSpool(filepath.Join(t.TempDir(), "1-1"), 0)
 	require.NoError(t, err)
-	ob := newOutbox(sp, nil, nil, nil, slog.New(slog.DiscardHandler), backoff{}, 64, time.Hour)
+	ob := newOutbox(sp, nil, nil, nil, slog.New(slog.DiscardHandler), backoff{}, 64, time.Hour, redaction{})
 	ok := 0
 	ob.appendStep(2, api.StepResult{Attempt: 3, Status: ci.StepFailed, ExitCode: &ok})
 	ob.appendComplete(api.CompleteJob{Attempt: 3, Result: ci.JobFailed, Message: "a step failed"})

@@ -83,6 +83,7 @@ const (
 
 // Secret is what the API shows of a project secret: never its value.
 type Secret struct {
+	ID      int64     `json:"id"`
 	Name    string    `json:"name"`
 	Kind    string    `json:"kind"`
 	Created time.Time `json:"created"`

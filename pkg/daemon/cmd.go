@@ -13,6 +13,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/kraken-go/kk/pkg/secrets"
 )
 
 // Exit codes of kkd.
@@ -116,6 +118,8 @@ database, blobs, and the built-in local agent's workspace.
 
 Environment: KKD_LISTEN, KKD_DATA_DIR, KKD_DB, KKD_STORAGE, KKD_ADMIN_PASSWORD
 (admin password on first start; otherwise one is generated and printed once),
+KKD_SECRET_KEY (base64 of the 32-byte key that encrypts project secrets; otherwise
+DATA_DIR/secret.key, created on first start: back it up with the database),
 KKD_AGENT_REGISTRATION_KEY, KKD_AGENT_BINARIES, KKD_JOB_RETRIES, KKD_LOCAL_AGENT, KKD_DEMO, KKD_LOG_LEVEL.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
@@ -128,6 +132,7 @@ KKD_AGENT_REGISTRATION_KEY, KKD_AGENT_BINARIES, KKD_JOB_RETRIES, KKD_LOCAL_AGENT
 			}
 			o.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
 			o.AdminPassword = os.Getenv("KKD_ADMIN_PASSWORD")
+			o.SecretKey = os.Getenv(secrets.KeyEnv)
 			ctx, stop := signal.NotifyContext(c.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return Serve(ctx, o)

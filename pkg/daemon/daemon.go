@@ -37,11 +37,14 @@ import (
 
 // Options of `kkd serve`.
 type Options struct {
-	Listen          string
-	DataDir         string
-	DB              string // sqlite://PATH (default: sqlite://DATADIR/kk.db)
-	Storage         string // file://PATH (default: file://DATADIR/blobs)
-	AdminPassword   string
+	Listen        string
+	DataDir       string
+	DB            string // sqlite://PATH (default: sqlite://DATADIR/kk.db)
+	Storage       string // file://PATH (default: file://DATADIR/blobs)
+	AdminPassword string
+	// SecretKey is the base64 key that encrypts project secrets
+	// (KKD_SECRET_KEY); empty: the key file secret.key in DataDir.
+	SecretKey       string
 	RegistrationKey string
 	LocalAgent      bool
 	Demo            bool
@@ -103,6 +106,10 @@ func Serve(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("open blob store (--storage): %w", err)
 	}
+	cipher, err := openSecrets(o, log)
+	if err != nil {
+		return err
+	}
 	st, err := OpenStore(ctx, o.DB, log)
 	if err != nil {
 		return err
@@ -132,7 +139,7 @@ func Serve(ctx context.Context, o Options) error {
 	srv := server.New(server.Config{
 		Store: st, Engine: eng, Dispatcher: disp, Hub: hub, Logger: log, Version: o.Version,
 		Logs: &logs.Service{Store: st, Hub: hub, Logger: log, Blobs: blobs}, RegistrationKeys: keys, Blobs: blobs,
-		AgentBinaries: agentBinaries(o.AgentBinaries, log),
+		AgentBinaries: agentBinaries(o.AgentBinaries, log), Secrets: cipher,
 	})
 
 	runCtx, stop := context.WithCancel(ctx)

@@ -227,6 +227,9 @@ func (s *Server) agentWork(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) writeAssignment(w http.ResponseWriter, r *http.Request, j ci.Job) error {
 	asg, err := s.assignment(r.Context(), j)
+	if ue := (*unresolvableError)(nil); errors.As(err, &ue) {
+		return s.writeUnresolvable(w, r, j, ue)
+	}
 	if err != nil {
 		return err
 	}
@@ -288,6 +291,9 @@ func (s *Server) assignment(ctx context.Context, j ci.Job) (api.Assignment, erro
 	}
 	for _, st := range j.Steps {
 		asg.Steps = append(asg.Steps, api.AssignedStep{Index: st.Index, Tool: st.Tool, Name: st.Name, Fields: st.Fields})
+	}
+	if err := s.resolveSecrets(ctx, p, &asg); err != nil {
+		return api.Assignment{}, err
 	}
 	return asg, nil
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/kraken-go/kk/pkg/logs"
 	"github.com/kraken-go/kk/pkg/notify"
 	"github.com/kraken-go/kk/pkg/scheduler"
+	"github.com/kraken-go/kk/pkg/secrets"
 	"github.com/kraken-go/kk/pkg/store"
 )
 
@@ -50,6 +51,8 @@ type Config struct {
 	// MaxWait caps long-poll waits (default 30 s).
 	MaxWait time.Duration
 	Now     func() time.Time
+	// Secrets seals and opens project secrets; nil: secrets cannot be stored.
+	Secrets *secrets.Cipher
 }
 
 // Server serves the API.
@@ -111,6 +114,11 @@ func (s *Server) routes() {
 	user("POST "+p+"/projects/{p}/branches", s.createBranch)
 	user("GET "+p+"/projects/{p}/branches/{b}", s.getBranch)
 	user("DELETE "+p+"/projects/{p}/branches/{b}", s.deleteBranch)
+
+	user("GET "+p+"/projects/{p}/secrets", s.listSecrets)
+	user("POST "+p+"/projects/{p}/secrets", s.createSecret)
+	user("PUT "+p+"/projects/{p}/secrets/{name}", s.putSecret)
+	user("DELETE "+p+"/projects/{p}/secrets/{name}", s.deleteSecret)
 
 	user("GET "+p+"/branches/{id}/stages", s.listStages)
 	user("PUT "+p+"/branches/{id}/stages/{name}", s.putStage)

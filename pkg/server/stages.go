@@ -66,7 +66,8 @@ func (s *Server) putStage(w http.ResponseWriter, r *http.Request) error {
 	if file == "" {
 		file = name + ".py"
 	}
-	c := schema.Context{IsCI: true, Project: p.Name, Branch: b.Name, BranchName: b.RepoBranch, Env: b.Env, Stage: name}
+	c := schema.Context{IsCI: true, Project: p.Name, Branch: b.Name, BranchName: b.RepoBranch, Env: b.Env, Stage: name,
+		Secrets: s.cfg.Engine.SecretRefs(r.Context(), p.ID)}
 	st, err := s.cfg.Engine.EvalStage(r.Context(), file, []byte(req.Code), c)
 	if err != nil {
 		return schemaError("stage "+name, err)

@@ -32,6 +32,7 @@ type Store interface {
 	AgentStore
 	UserStore
 	ArtifactStore
+	SecretStore
 	// Close releases the database.
 	Close() error
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/kraken-go/kk/pkg/cli/project"
 	"github.com/kraken-go/kk/pkg/cli/run"
 	"github.com/kraken-go/kk/pkg/cli/schema"
+	"github.com/kraken-go/kk/pkg/cli/secret"
 	"github.com/kraken-go/kk/pkg/cli/stage"
 	"github.com/kraken-go/kk/pkg/cli/version"
 	"github.com/kraken-go/kk/pkg/client"
@@ -81,6 +82,7 @@ Start with:
 		agent.NewCmdAgent(f),
 		group.NewCmdGroup(f),
 		artifacts.NewCmdArtifacts(f),
+		secret.NewCmdSecret(f),
 		version.NewCmdVersion(f, nil),
 		completion.NewCmdCompletion(f, nil),
 	)

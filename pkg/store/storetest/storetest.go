@@ -50,6 +50,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"agents", agentCases()},
 		{"groups", groupCases()},
 		{"users", userCases()},
+		{"secrets", secretCases()},
 		{"context", contextCases()},
 		{"artifacts", artifactCases()}, {"caches", cacheCases()}, {"log archive", logArchiveCases()},
 	}

@@ -1,0 +1,33 @@
+package client
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/kraken-go/kk/pkg/api"
+)
+
+// ListSecrets lists a project's secrets (names and kinds, never values).
+func (c *Client) ListSecrets(ctx context.Context, project string) ([]api.Secret, error) {
+	return list[api.Secret](ctx, c, path("projects", project, "secrets"), nil)
+}
+
+// CreateSecret creates a secret in a project; it fails with a conflict when
+// the project already has a secret of that name.
+func (c *Client) CreateSecret(ctx context.Context, project string, in api.CreateSecret) (api.Secret, error) {
+	var out api.Secret
+	err := c.do(ctx, http.MethodPost, path("projects", project, "secrets"), nil, in, &out)
+	return out, err
+}
+
+// PutSecret creates the secret in.Name or replaces its value.
+func (c *Client) PutSecret(ctx context.Context, project string, in api.CreateSecret) (api.Secret, error) {
+	var out api.Secret
+	err := c.do(ctx, http.MethodPut, path("projects", project, "secrets", in.Name), nil, in, &out)
+	return out, err
+}
+
+// DeleteSecret deletes a project's secret.
+func (c *Client) DeleteSecret(ctx context.Context, project, name string) error {
+	return c.do(ctx, http.MethodDelete, path("projects", project, "secrets", name), nil, nil, nil)
+}
