@@ -31,6 +31,8 @@ type Store interface {
 	LogStore
 	AgentStore
 	UserStore
+	ResultStore
+	DataStore
 	// Close releases the database.
 	Close() error
 }

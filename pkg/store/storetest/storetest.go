@@ -51,6 +51,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"groups", groupCases()},
 		{"users", userCases()},
 		{"context", contextCases()},
+		{"results", resultCases()},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
