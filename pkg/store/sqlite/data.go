@@ -100,4 +100,3 @@ func (s *Store) PutData(ctx context.Context, scope store.DataScope, doc json.Raw
 	}
 	return next, nil
 }
-
