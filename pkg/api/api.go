@@ -272,6 +272,9 @@ type RunDetail struct {
 	ci.Run
 	Name string      `json:"name"` // the stage name
 	Jobs []JobDetail `json:"jobs"`
+	// Results counts the test results and issues of the non-covered jobs
+	// and their changes (new, no_change, regr, fix, issues_new).
+	Results *ci.RunResultCounts `json:"results,omitempty"`
 }
 
 // JobDetail is a job with its agent's name and steps.

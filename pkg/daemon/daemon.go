@@ -27,6 +27,7 @@ import (
 	"github.com/kraken-go/kk/pkg/engine"
 	"github.com/kraken-go/kk/pkg/logs"
 	"github.com/kraken-go/kk/pkg/notify"
+	"github.com/kraken-go/kk/pkg/results"
 	"github.com/kraken-go/kk/pkg/scheduler"
 	"github.com/kraken-go/kk/pkg/schema"
 	"github.com/kraken-go/kk/pkg/server"
@@ -129,7 +130,9 @@ func Serve(ctx context.Context, o Options) error {
 	hub := notify.New()
 	disp := scheduler.New(scheduler.Config{Store: st, Logger: log, Lease: o.Lease})
 	archiver := logs.NewArchiver(logs.ArchiverConfig{Store: st, Blobs: blobs, Logger: log.With("component", "log-archiver")})
-	eng := engine.New(engine.Config{Store: st, Hub: hub, Dispatcher: disp, Logger: log, MaxAttempts: o.JobRetries + 1, JobDone: archiver.JobCompleted})
+	analyzer := results.New(results.Config{Store: st, Logger: log.With("component", "results")})
+	eng := engine.New(engine.Config{Store: st, Hub: hub, Dispatcher: disp, Logger: log, MaxAttempts: o.JobRetries + 1,
+		JobDone: archiver.JobCompleted, Results: analyzer})
 	wd := watchdog.New(watchdog.Config{Store: st, Engine: eng, Dispatcher: disp, Logger: log})
 	localKey := auth.NewSecret(24)
 	keys := []string{localKey}
@@ -152,6 +155,9 @@ func Serve(ctx context.Context, o Options) error {
 	}()
 	if err := wd.Start(runCtx); err != nil {
 		return fmt.Errorf("start watchdog: %w", err)
+	}
+	if err := analyzer.Start(runCtx); err != nil { // also resumes what a crash left unanalysed
+		return err
 	}
 
 	ln, err := net.Listen("tcp", o.Listen)
@@ -201,6 +207,7 @@ func Serve(ctx context.Context, o Options) error {
 	}
 	<-agentDone
 	<-wd.Done()
+	<-analyzer.Done()
 	<-disp.Done() // the store is closed (deferred) only after every user of it stopped
 	return nil
 }

@@ -50,6 +50,7 @@ type Config struct {
 	// JobDone, when set, is called with every job that completed; it must
 	// not block (kkd archives the job's log in the background).
 	JobDone func(jobID int64)
+	Results ResultsAnalyzer // results analysis of completed runs (nil: none)
 }
 
 // DefaultMaxAttempts is a job's attempts when Config.MaxAttempts is not set:
@@ -222,7 +223,7 @@ func (e *Engine) context(ctx context.Context, f ci.Flow, s ci.Stage, r ci.Run) (
 	if len(f.TriggerData) > 0 {
 		_ = json.Unmarshal(f.TriggerData, &trigger)
 	}
-	return schema.Context{
+	c := schema.Context{
 		IsCI:       f.Kind == ci.FlowCI,
 		Args:       f.Args,
 		Project:    p.Name,
@@ -233,7 +234,11 @@ func (e *Engine) context(ctx context.Context, f ci.Flow, s ci.Stage, r ci.Run) (
 		Flow:       schema.FlowInfo{ID: f.ID, Kind: kind, Seq: f.Seq, KindSeq: f.KindSeq, Label: f.Label, Trigger: trigger},
 		Run:        schema.RunInfo{ID: r.ID, Seq: r.Seq, Label: r.Label},
 		Secrets:    e.SecretRefs(ctx, p.ID),
-	}, nil
+	}
+	if err := e.addScopeData(ctx, &c, f, b, p); err != nil {
+		return schema.Context{}, err
+	}
+	return c, nil
 }
 
 // startStage creates the stage's run in flow f: in state manual when the stage
@@ -357,6 +362,7 @@ func (e *Engine) afterJobs(ctx context.Context, runID int64) (ci.Run, error) {
 		return r, nil
 	}
 	e.cfg.Logger.Info("run completed", "run_id", r.ID, "stage", r.StageName, "jobs_total", r.JobsTotal, "jobs_error", r.JobsError)
+	e.runCompleted(r)
 	f, err := e.cfg.Store.GetFlow(ctx, r.FlowID)
 	if err != nil {
 		return r, fmt.Errorf("get flow: %w", err)

@@ -13,7 +13,8 @@ const (
 //
 //	args, env, secrets            maps (missing keys read as None, like Jinja)
 //	project, stage, branch_name   strings
-//	branch                        {name, branch_name}
+//	branch                        {name, branch_name, data, data_ci, data_dev}
+//	project_data                  the project scope's data (Kraken's project.data)
 //	flow                          {id, kind, seq: {shared, own}, label, data, trigger}
 //	run                           {id, seq: {shared, own}, label}
 //	is_ci, is_dev                 bools
@@ -60,12 +61,14 @@ func (c Context) Vars() map[string]any {
 // tree is what stage code sees as ctx: the structured part of Vars.
 func (c Context) tree() map[string]any {
 	return map[string]any{
-		"args":        stringMap(c.Args),
-		"env":         stringMap(c.Env),
-		"project":     c.Project,
-		"branch":      map[string]any{"name": c.Branch, "branch_name": c.BranchName},
-		"branch_name": c.BranchName,
-		"stage":       c.Stage,
+		"args":    stringMap(c.Args),
+		"env":     stringMap(c.Env),
+		"project": c.Project,
+		"branch": map[string]any{"name": c.Branch, "branch_name": c.BranchName, "data": orEmpty(c.BranchData),
+			"data_ci": orEmpty(c.BranchCIData), "data_dev": orEmpty(c.BranchDevData)},
+		"project_data": orEmpty(c.ProjectData),
+		"branch_name":  c.BranchName,
+		"stage":        c.Stage,
 		"flow": map[string]any{
 			"id":      c.Flow.ID,
 			"kind":    c.kind(),

@@ -16,7 +16,7 @@ func TestVars(t *testing.T) {
 		"KK_FLOW_TYPE", "KK_BRANCH", "KK_SECRET_SIMPLE_token", "KK_SECRET_USER_deploy", "KK_SECRET_KEY_deploy"} {
 		assert.Contains(t, v, name)
 	}
-	assert.Equal(t, map[string]any{"name": "Main", "branch_name": "main"}, v["branch"])
+	assert.Equal(t, map[string]any{"name": "Main", "branch_name": "main", "data": map[string]any{}, "data_ci": map[string]any{}, "data_dev": map[string]any{}}, v["branch"])
 	flow := v["flow"].(map[string]any)
 	assert.Equal(t, map[string]any{"shared": int64(42), "own": int64(40)}, flow["seq"])
 	assert.Equal(t, "CI", flow["kind"])
@@ -39,6 +39,7 @@ func TestStageContext(t *testing.T) {
 		{name: "missing arg is None", expr: `str(ctx.args.nope)`, want: "None"},
 		{name: "missing arg indexed is None", expr: `str(ctx.args["nope"])`, want: "None"},
 		{name: "missing data with default", expr: `",".join(ctx.flow.data.nope or ["staging"])`, want: "staging"},
+		{name: "missing scope data is None", expr: `str([ctx.branch.data.x, ctx.branch.data_ci.y, ctx.branch.data_dev.z, ctx.project_data.w])`, want: "[None, None, None, None]"},
 		{name: "data list", expr: `",".join(ctx.flow.data.targets)`, want: "eu,us"},
 		{name: "membership", expr: `str(["count" in ctx.args, "nope" in ctx.args])`, want: "[True, False]"},
 		{name: "get with default", expr: `ctx.args.get("nope", "d") + ctx.args.get("race")`, want: "dyes"},
@@ -54,7 +55,7 @@ func TestStageContext(t *testing.T) {
 		{name: "labels", expr: `ctx.flow_label + ctx.run_label + ctx.run.label`, want: "v1.40run.5run.5"},
 		{name: "flags", expr: `str([ctx.is_ci, ctx.is_dev])`, want: "[True, False]"},
 		{name: "secrets", expr: `ctx.secrets.token + str(ctx.secrets.nope)`, want: "s3cr3tNone"},
-		{name: "ctx is strict", expr: `ctx.nope`, err: `ctx has no field "nope" (known: args, branch, branch_name, env, flow, flow_label, is_ci, is_dev, project, run, run_label, secrets, stage)`},
+		{name: "ctx is strict", expr: `ctx.nope`, err: `ctx has no field "nope" (known: args, branch, branch_name, env, flow, flow_label, is_ci, is_dev, project, project_data, run, run_label, secrets, stage)`},
 		{name: "flow is strict", expr: `ctx.flow.seq.mine`, err: `ctx.flow.seq has no field "mine"`},
 		{name: "ctx is read-only", expr: `setattr(ctx, "x", 1)`, err: "undefined: setattr"},
 		{name: "unhashable", expr: `str({ctx.args: 1})`, err: "unhashable type: dict"},

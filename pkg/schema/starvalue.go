@@ -44,7 +44,7 @@ var mapMethods = [...]string{"get", "items", "keys", "values"}
 // lenientKey reports whether values under key k of a strict map are lenient.
 func lenientKey(k string) bool {
 	switch k {
-	case "args", "env", "data", "trigger", "secrets", "user_data":
+	case "args", "env", "data", "trigger", "secrets", "user_data", "data_ci", "data_dev", "project_data":
 		return true
 	}
 	return false

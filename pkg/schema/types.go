@@ -20,6 +20,9 @@ type Context struct {
 	Run        RunInfo
 	// Secrets maps secret names to values (later issues); nil for none.
 	Secrets map[string]any
+	// Documents of the data tool's scopes: ctx.branch.data, .data_ci,
+	// .data_dev and ctx.project_data (flow data is Flow.Data).
+	BranchData, BranchCIData, BranchDevData, ProjectData map[string]any
 }
 
 // FlowInfo is ctx.flow.

@@ -147,6 +147,9 @@ func (s *Server) runDetail(ctx context.Context, run ci.Run, info jobInfo) (api.R
 	if err != nil {
 		return rd, err
 	}
+	if rd.Results, err = s.runResults(ctx, run.ID); err != nil {
+		return rd, err
+	}
 	for _, j := range jobs {
 		rd.Jobs = append(rd.Jobs, s.jobDetail(j, info))
 	}

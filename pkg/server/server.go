@@ -159,6 +159,14 @@ func (s *Server) routes() {
 	agent("POST "+p+"/agent/jobs/{id}/steps/{idx}", s.agentStep)
 	agent("POST "+p+"/agent/jobs/{id}/complete", s.agentComplete)
 	s.artifactRoutes(p, pub, user, agent)
+	agent("POST "+p+"/agent/jobs/{id}/results", s.agentResults)
+	agent("POST "+p+"/agent/jobs/{id}/data", s.agentData)
+	user("GET "+p+"/runs/{id}/results", s.listRunResults)
+	user("GET "+p+"/runs/{id}/issues", s.listRunIssues)
+	user("GET "+p+"/branches/{id}/tests/history", s.testHistory)
+	user("GET "+p+"/flows/{id}/data", s.flowData)
+	user("GET "+p+"/branches/{id}/data", s.branchData)
+	user("GET "+p+"/projects/{p}/data", s.projectData)
 
 	// Agent distribution: public, binaries and the install script are no secrets.
 	bins := agentdist.NewHandler(s.cfg.AgentBinaries)

@@ -33,6 +33,8 @@ type Store interface {
 	UserStore
 	ArtifactStore
 	SecretStore
+	ResultStore
+	DataStore
 	// Close releases the database.
 	Close() error
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/kraken-go/kk/pkg/cli/schema"
 	"github.com/kraken-go/kk/pkg/cli/secret"
 	"github.com/kraken-go/kk/pkg/cli/stage"
+	testcmd "github.com/kraken-go/kk/pkg/cli/test"
 	"github.com/kraken-go/kk/pkg/cli/version"
 	"github.com/kraken-go/kk/pkg/client"
 )
@@ -78,6 +79,7 @@ Start with:
 		stage.NewCmdStage(f),
 		flow.NewCmdFlow(f),
 		run.NewCmdRun(f),
+		testcmd.NewCmdTest(f),
 		job.NewCmdJob(f),
 		agent.NewCmdAgent(f),
 		group.NewCmdGroup(f),

@@ -21,13 +21,14 @@ import (
 func NewCmdRun(f *factory.Factory) *cobra.Command {
 	cmd := cmdutil.GroupCommand(&cobra.Command{
 		Use:   "run <command>",
-		Short: "Show, start, cancel and rerun runs",
+		Short: "Show, start, cancel and rerun runs; list their test results and issues",
 		Long:  "A run executes one stage inside a flow; find run ids with `kk flow show FLOW`.",
 	})
 	cmd.AddCommand(NewCmdShow(f, nil))
 	cmd.AddCommand(NewCmdStart(f, nil))
 	cmd.AddCommand(NewCmdCancel(f, nil))
 	cmd.AddCommand(NewCmdRerun(f, nil))
+	cmd.AddCommand(NewCmdResults(f, nil), NewCmdIssues(f, nil))
 	return cmd
 }
 

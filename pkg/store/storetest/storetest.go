@@ -53,6 +53,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"secrets", secretCases()},
 		{"context", contextCases()},
 		{"artifacts", artifactCases()}, {"caches", cacheCases()}, {"log archive", logArchiveCases()},
+		{"results", resultCases()},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
