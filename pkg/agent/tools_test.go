@@ -1,9 +1,13 @@
 package agent
 
 import (
+	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,6 +18,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/kraken-go/kk/pkg/api"
 	"github.com/kraken-go/kk/pkg/ci"
@@ -232,4 +237,32 @@ func TestServicesRetryAndFencing(t *testing.T) {
 		assert.Nil(t, s.job(1).complete, "a fenced-off job reports no completion")
 		assert.NotContains(t, s.job(1).logText(1), "never")
 	})
+}
+
+// TestShellSSHKey: a shell step with ssh-key sees an SSH agent holding the
+// key through SSH_AUTH_SOCK; the socket is gone after the step.
+func TestShellSSHKey(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("ssh-add"); err != nil {
+		t.Fatalf("ssh-add (openssh-client) is needed on the host: %v", err)
+	}
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	require.NoError(t, err)
+	signer, err := ssh.NewSignerFromKey(priv)
+	require.NoError(t, err)
+	s := newFakeServer(t)
+	builtinAgent(t, s, nil)
+	asg := assignment(1,
+		shell(`ssh-add -l -E sha256 && test -S "$SSH_AUTH_SOCK" && echo "sock=$SSH_AUTH_SOCK"`, "ssh-key", "deploy"),
+		shell("! ls -a .kk | grep ssh-"),
+	)
+	asg.Creds = map[string]api.SecretValue{"deploy": {Kind: api.SecretSSHKey, Key: string(pem.EncodeToMemory(block))}}
+	s.addJob(asg)
+	j := requireJobOK(t, s, 1, 2)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	assert.Contains(t, j.logText(0), ssh.FingerprintSHA256(signer.PublicKey()))
+	assert.Contains(t, j.logText(0), "/.kk/ssh-0-")
 }
