@@ -227,7 +227,7 @@ func TestJobStepStatuses(t *testing.T) {
 		},
 		{
 			name:   "tool not available",
-			steps:  []api.AssignedStep{{Tool: "git", Fields: map[string]any{"tool": "git", "checkout": "https://example.invalid/x.git"}}},
+			steps:  []api.AssignedStep{{Tool: "local_tool", Fields: map[string]any{"tool": "local_tool", "tool_location": "/opt/tools/x"}}},
 			want:   []string{"error"},
 			result: ci.JobFailed,
 		},
@@ -263,8 +263,8 @@ func TestJobStepStatuses(t *testing.T) {
 				assert.Equal(t, 3, *j.lastStep(1).ExitCode)
 				assert.Equal(t, "retcode", j.lastStep(1).Reason)
 			case "tool not available":
-				assert.Equal(t, "tool git is not available in this agent version", j.lastStep(0).Message)
-				assert.Contains(t, j.logText(0), "tool git is not available")
+				assert.Equal(t, "tool local_tool is not available in this agent version", j.lastStep(0).Message)
+				assert.Contains(t, j.logText(0), "tool local_tool is not available")
 			}
 		})
 	}

@@ -45,6 +45,8 @@ type fakeServer struct {
 
 	down     outage // how requests fail while kkd is "down"
 	downHits int    // requests refused while down
+
+	assets fakeAssets // artifacts, caches, results, data
 }
 
 // outage is how the fake fails requests while it is down.
@@ -108,6 +110,7 @@ func newFakeServer(t *testing.T) *fakeServer {
 	mux.HandleFunc("POST "+p+"/jobs/{id}/steps/{idx}/logs", s.auth(s.logs))
 	mux.HandleFunc("POST "+p+"/jobs/{id}/steps/{idx}", s.auth(s.step))
 	mux.HandleFunc("POST "+p+"/jobs/{id}/complete", s.auth(s.complete))
+	s.assets.routes(s, mux, p) // services_fake_test.go
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		refused := s.refuseLocked(w)

@@ -414,6 +414,13 @@ func (r *jobRunner) attempts(env executor.Env, bg *tools.Background, step api.As
 		Output:     out,
 		Deadline:   r.deadline,
 		Background: bg,
+		Job: tools.JobInfo{
+			ID: r.asg.JobID, Attempt: r.asg.Attempt, RunID: r.asg.RunID, FlowID: r.asg.FlowID,
+			Name: r.asg.Name, Project: r.asg.Project, Branch: r.asg.Branch, Stage: r.asg.Stage, FlowKind: r.asg.FlowKind,
+		},
+		Creds:    r.asg.Creds,
+		Trigger:  r.asg.Trigger,
+		Services: r.services(step.Index, out, log),
 	}
 	for n := 1; ; n++ {
 		res := tool.Run(r.jobCtx, env, ts)

@@ -29,6 +29,10 @@ import (
 //	background  true: start the command, report ok at once, and keep it running
 //	            until the job ends (it is killed then); timeout does not apply
 //	shell_exe   the shell to use
+//	ssh-key     name of an ssh-key secret: an SSH agent holding the key runs in
+//	            kkagent for the step (until the job ends for background steps)
+//	            and SSH_AUTH_SOCK points the command at it; the key never
+//	            touches disk
 //
 // Status: exit code 0 → ok; other exit codes → failed, reason "retcode";
 // timeout → timeout, reason "step-timeout"; the job's deadline → timeout,
@@ -45,6 +49,7 @@ type shellParams struct {
 	timeout     time.Duration
 	background  bool
 	shellExe    string
+	sshKey      string
 }
 
 func parseShell(f map[string]any) (shellParams, error) {
@@ -78,6 +83,8 @@ func parseShell(f map[string]any) (shellParams, error) {
 	add(err)
 	p.shellExe, _, err = String(f, "shell_exe")
 	add(err)
+	p.sshKey, _, err = String(f, "ssh-key")
+	add(err)
 	return p, errors.Join(errs...)
 }
 
@@ -87,13 +94,37 @@ func (Shell) Run(ctx context.Context, env executor.Env, st Step) Result {
 	if err != nil {
 		return Result{Status: ci.StepError, Reason: ReasonBadParameters, Message: "shell: " + err.Error()}
 	}
+	stepEnv := p.env
+	var agent *sshAgent
+	if p.sshKey != "" {
+		c, err := st.cred("ssh-key", p.sshKey)
+		if err != nil {
+			return badParams("shell", err)
+		}
+		agent, err = startSSHAgent(NewWorkspace(env), st.Index, c.Key, p.user != "")
+		if err != nil {
+			return Result{Status: ci.StepError, Reason: ReasonExecError, Message: fmt.Sprintf("shell: ssh-key %s: %v", p.sshKey, err)}
+		}
+		stepEnv = make(map[string]string, len(p.env)+1)
+		for k, v := range p.env {
+			stepEnv[k] = v
+		}
+		stepEnv["SSH_AUTH_SOCK"] = agent.sock
+	}
 	argv, cleanup, err := p.argv(ctx, env, st.Index)
 	if err != nil {
+		if agent != nil {
+			agent.stop()
+		}
 		return Result{Status: ci.StepError, Reason: ReasonExecError, Message: "shell: " + err.Error()}
+	}
+	if agent != nil {
+		inner := cleanup
+		cleanup = func() { inner(); agent.stop() }
 	}
 	cmd := executor.Command{
 		Argv:    argv,
-		Env:     envList(st.Env, p.env),
+		Env:     envList(st.Env, stepEnv),
 		Dir:     p.cwd,
 		User:    p.user,
 		Timeout: p.timeout,
