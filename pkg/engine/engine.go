@@ -233,7 +233,7 @@ func (e *Engine) context(ctx context.Context, f ci.Flow, s ci.Stage, r ci.Run) (
 		Stage:      s.Name,
 		Flow:       schema.FlowInfo{ID: f.ID, Kind: kind, Seq: f.Seq, KindSeq: f.KindSeq, Label: f.Label, Trigger: trigger},
 		Run:        schema.RunInfo{ID: r.ID, Seq: r.Seq, Label: r.Label},
-		Secrets:    e.SecretRefs(ctx, p.ID),
+		Secrets:    e.SecretRefs(ctx, p.ID, s.Code),
 	}
 	if err := e.addScopeData(ctx, &c, f, b, p); err != nil {
 		return schema.Context{}, err

@@ -245,6 +245,8 @@ func TestMissingSecretFailsJob(t *testing.T) {
 	}{
 		{"deleted before hand-out", `{"tool": "shell", "cmd": "echo #{secrets.token}"}`,
 			"the job uses secret \"token\", which project proj does not have: create it with `kk secret create proj token`"},
+		{"never created", `{"tool": "shell", "cmd": "echo #{secrets.ghost.key}"}`,
+			"the job uses secret \"ghost\", which project proj does not have: create it with `kk secret create proj ghost`"},
 		{"tool parameter names a missing secret", `{"tool": "shell", "cmd": "true", "ssh-key": "nokey"}`,
 			"ssh-key names secret \"nokey\", which project proj does not have: create it with `kk secret create proj nokey`"},
 		{"other secrets still resolve", `{"tool": "shell", "cmd": "echo #{secrets.keep}", "env": {"X": "#{secrets.keep}"}}`, ""},

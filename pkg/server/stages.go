@@ -67,7 +67,7 @@ func (s *Server) putStage(w http.ResponseWriter, r *http.Request) error {
 		file = name + ".py"
 	}
 	c := schema.Context{IsCI: true, Project: p.Name, Branch: b.Name, BranchName: b.RepoBranch, Env: b.Env, Stage: name,
-		Secrets: s.cfg.Engine.SecretRefs(r.Context(), p.ID)}
+		Secrets: s.cfg.Engine.SecretRefs(r.Context(), p.ID, req.Code)}
 	st, err := s.cfg.Engine.EvalStage(r.Context(), file, []byte(req.Code), c)
 	if err != nil {
 		return schemaError("stage "+name, err)
