@@ -83,11 +83,19 @@ func (s *FileStore) Put(ctx context.Context, key string, r io.Reader, size int64
 	if err := tmp.Close(); err != nil {
 		return Info{}, fmt.Errorf("put blob %s: close: %w", key, err)
 	}
-	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-		return Info{}, fmt.Errorf("put blob %s: %w", key, fileErr(err))
-	}
-	if err := os.Rename(tmp.Name(), p); err != nil {
-		return Info{}, fmt.Errorf("put blob %s: %w", key, fileErr(err))
+	// A concurrent Delete may remove the (empty) directory between MkdirAll
+	// and Rename: then both are tried again.
+	for try := 0; ; try++ {
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			return Info{}, fmt.Errorf("put blob %s: %w", key, fileErr(err))
+		}
+		err := os.Rename(tmp.Name(), p)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, fs.ErrNotExist) || try >= 3 {
+			return Info{}, fmt.Errorf("put blob %s: %w", key, fileErr(err))
+		}
 	}
 	committed = true
 	fi, err := os.Stat(p)
