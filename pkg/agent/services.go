@@ -136,7 +136,13 @@ func (s *stepServices) ListArtifacts(ctx context.Context) ([]api.Artifact, error
 func (s *stepServices) DownloadArtifact(ctx context.Context, id int64, write func(io.Reader) error) error {
 	path := s.jobPath() + "/artifacts/" + strconv.FormatInt(id, 10) + s.query()
 	return s.retry(ctx, fmt.Sprintf("download artifact %d", id), func(ctx context.Context) error {
-		return s.r.client.getBody(ctx, path, write)
+		err := s.r.client.getBody(ctx, path, write)
+		var ae *api.Error
+		if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
+			// The artifact went away since it was listed: not the job.
+			return &localError{fmt.Errorf("artifact %d is no longer stored: %w", id, err)}
+		}
+		return err
 	})
 }
 

@@ -137,6 +137,9 @@ func (Git) Run(ctx context.Context, env executor.Env, st Step) Result {
 		dest = repoBaseName(p.url)
 	}
 	destAbs, err := ws.Path(ws.Dir, "destination", dest)
+	if err == nil {
+		err = ws.NoEscape(destAbs)
+	}
 	if err != nil {
 		return badParams(tool, err)
 	}

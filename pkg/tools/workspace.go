@@ -97,6 +97,28 @@ func (w Workspace) Path(dir, what, p string) (string, error) {
 	return abs, nil
 }
 
+// NoEscape checks, for a container executor, that the absolute path p does
+// not lead out of the workspace through a symlink: the deepest existing
+// ancestor of p (p itself included) must resolve inside the workspace. Tools
+// that write with libraries working on plain paths (go-git) check this first.
+func (w Workspace) NoEscape(p string) error {
+	if w.Local {
+		return nil
+	}
+	for q := p; ; q = filepath.Dir(q) {
+		real, err := filepath.EvalSymlinks(q)
+		if err == nil {
+			if !w.inside(real) {
+				return fmt.Errorf("%s leads out of the job workspace %s through a symlink", p, w.Dir)
+			}
+			return nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) || q == filepath.Dir(q) {
+			return fmt.Errorf("check %s: %w", p, err)
+		}
+	}
+}
+
 // root opens the workspace as an os.Root.
 func (w Workspace) root() (*os.Root, error) {
 	r, err := os.OpenRoot(w.Dir)

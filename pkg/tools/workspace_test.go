@@ -231,3 +231,14 @@ func TestPytestName(t *testing.T) {
 	assert.Equal(t, "tests.test_a.TestB::test_c[1-2]", pytestName("tests/test_a.py::TestB::test_c[1-2]"))
 	assert.Equal(t, "test_x::test_y", pytestName("test_x.py::test_y"))
 }
+
+func TestNoEscape(t *testing.T) {
+	t.Parallel()
+	ws := newWS(t, false)
+	require.NoError(t, os.Symlink(t.TempDir(), filepath.Join(ws.Dir, "out")))
+	require.NoError(t, os.Mkdir(filepath.Join(ws.Dir, "in"), 0o755))
+	assert.NoError(t, ws.NoEscape(filepath.Join(ws.Dir, "in", "new", "deeper")))
+	assert.ErrorContains(t, ws.NoEscape(filepath.Join(ws.Dir, "out", "repo")), "leads out of the job workspace")
+	ws.Local = true
+	assert.NoError(t, ws.NoEscape(filepath.Join(ws.Dir, "out", "repo")))
+}
