@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/kraken-go/kk/pkg/blob/blobtest"
 	"github.com/kraken-go/kk/pkg/executor/docker/dockertest"
 )
 
@@ -177,4 +178,24 @@ func TestToolsInBusyboxContainer(t *testing.T) {
 	c.authorizedAgent("boxed-agent")
 	log := runToolsFlows(t, c, "boxed/main")
 	require.Contains(t, log, "no-git-here", "the image has no git: the checkout came from the agent")
+}
+
+// TestToolsOnMinIO: the same flows with kkd's blob store on a real MinIO
+// server: artifacts and caches round-trip through S3, and the agent's log
+// never mentions the store's credentials.
+func TestToolsOnMinIO(t *testing.T) {
+	t.Parallel()
+	m := blobtest.StartMinIO(t)
+	c := newCluster(t, "--storage", m.URL("kk-e2e"))
+	build, deploy := toolsStages(toolsRepo(t), `{"agents_group": "all", "system": "any", "config": "default"}`)
+	c.ok("project", "create", "s3")
+	c.ok("branch", "create", "s3/main")
+	c.ok("stage", "apply", "s3/main", writeFile(t, "build.py", build), "--name", "build")
+	c.ok("stage", "apply", "s3/main", writeFile(t, "deploy.py", deploy), "--name", "deploy")
+	agent := c.authorizedAgent("s3-agent")
+	runToolsFlows(t, c, "s3/main")
+	for _, secret := range []string{m.AccessKey, m.SecretKey} {
+		require.NotContains(t, agent.Output(), secret, "the agent must never see the blob store's credentials")
+	}
+	require.NotContains(t, c.kkd.Output(), m.SecretKey, "kkd must not log the blob store's secret key")
 }
