@@ -181,6 +181,7 @@ func (s *stepServices) ReportResults(ctx context.Context, tests []api.TestResult
 	if len(tests) == 0 && len(issues) == 0 {
 		return nil
 	}
+	tests, issues = s.redactResults(tests, issues)
 	batch := api.ResultsBatch{Attempt: s.r.asg.Attempt, Step: s.step, Tests: tests, Issues: issues}
 	return s.retry(ctx, "report results", func(ctx context.Context) error {
 		_, err := s.r.client.do(ctx, s.jobPath()+"/results", 0, true, batch, nil)
@@ -188,9 +189,32 @@ func (s *stepServices) ReportResults(ctx context.Context, tests []api.TestResult
 	})
 }
 
-// Data implements tools.Services.
+// redactResults returns copies of tests and issues with the job's secrets
+// redacted from every text a test or a linter may have printed them into.
+func (s *stepServices) redactResults(tests []api.TestResult, issues []api.Issue) ([]api.TestResult, []api.Issue) {
+	red := s.r.out.red.text
+	ts := make([]api.TestResult, len(tests))
+	for i, t := range tests {
+		t.Name, t.Message, t.Cmd = red(t.Name), red(t.Message), red(t.Cmd)
+		ts[i] = t
+	}
+	is := make([]api.Issue, len(issues))
+	for i, is1 := range issues {
+		is1.Path, is1.Symbol, is1.Message = red(is1.Path), red(is1.Symbol), red(is1.Message)
+		is[i] = is1
+	}
+	return ts, is
+}
+
+// Data implements tools.Services. A secret in the value or the jq program is
+// redacted like output (the document is visible to every later stage and in
+// the API); kkd then refuses a value that is no longer valid JSON.
 func (s *stepServices) Data(ctx context.Context, op api.DataOp) (api.DataValue, error) {
 	op.Attempt = s.r.asg.Attempt
+	op.Expr = s.r.out.red.text(op.Expr)
+	if len(op.Value) > 0 {
+		op.Value = json.RawMessage(s.r.out.red.text(string(op.Value)))
+	}
 	var val api.DataValue
 	err := s.retry(ctx, "data "+op.Op, func(ctx context.Context) error {
 		val = api.DataValue{}

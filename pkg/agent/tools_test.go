@@ -266,3 +266,32 @@ func TestShellSSHKey(t *testing.T) {
 	assert.Contains(t, j.logText(0), ssh.FingerprintSHA256(signer.PublicKey()))
 	assert.Contains(t, j.logText(0), "/.kk/ssh-0-")
 }
+
+// TestResultsAndDataAreRedacted: a secret a test prints into its failure
+// message, or a step stores with the data tool, never reaches kkd.
+func TestResultsAndDataAreRedacted(t *testing.T) {
+	t.Parallel()
+	const secret = "s3cr3t-t0ken-value"
+	s := newFakeServer(t)
+	builtinAgent(t, s, nil)
+	junit := `<testsuites><testsuite name="s"><testcase classname="pkg.A" name="leak">` +
+		`<failure message="token ` + secret + ` rejected">stack with ` + secret + `</failure></testcase></testsuite></testsuites>`
+	asg := assignment(1,
+		shell("mkdir -p reports && cat > reports/r.xml <<'EOF'\n"+junit+"\nEOF"),
+		step("junit_collect", "file_glob", "reports/*.xml"),
+		step("data", "value", map[string]any{"token": secret}, "scope", "flow", "when", "always"),
+	)
+	asg.Secrets = []string{secret}
+	s.addJob(asg)
+	c := s.completed(1, 30*time.Second)
+	assert.Equal(t, ci.JobFailed, c.Result, "junit_collect fails its step when a test failed")
+
+	res := s.finalResults(1)
+	require.Contains(t, res, "pkg.A::leak")
+	assert.Equal(t, api.TestFailed, res["pkg.A::leak"].Status)
+	assert.NotContains(t, res["pkg.A::leak"].Message, secret)
+	assert.Contains(t, res["pkg.A::leak"].Message, "***")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	assert.NotContains(t, string(s.assets.data[api.ScopeFlow]), secret)
+}
