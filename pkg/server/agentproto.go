@@ -289,6 +289,9 @@ func (s *Server) assignment(ctx context.Context, j ci.Job) (api.Assignment, erro
 	if j.Network != "" {
 		asg.Options = map[string]string{"network": j.Network}
 	}
+	if len(f.TriggerData) > 0 {
+		asg.Trigger = f.TriggerData // the git tool checks out its commit
+	}
 	for _, st := range j.Steps {
 		asg.Steps = append(asg.Steps, api.AssignedStep{Index: st.Index, Tool: st.Tool, Name: st.Name, Fields: st.Fields})
 	}
