@@ -30,6 +30,7 @@ import (
 	"github.com/kraken-go/kk/pkg/schema"
 	"github.com/kraken-go/kk/pkg/server"
 	"github.com/kraken-go/kk/pkg/store"
+	"github.com/kraken-go/kk/pkg/store/postgres"
 	"github.com/kraken-go/kk/pkg/store/sqlite"
 	"github.com/kraken-go/kk/pkg/watchdog"
 )
@@ -38,7 +39,7 @@ import (
 type Options struct {
 	Listen          string
 	DataDir         string
-	DB              string // sqlite://PATH (default: sqlite://DATADIR/kk.db)
+	DB              string // sqlite://PATH or postgres://... (default: sqlite://DATADIR/kk.db)
 	Storage         string // file://PATH (default: file://DATADIR/blobs)
 	AdminPassword   string
 	RegistrationKey string
@@ -62,7 +63,7 @@ type Options struct {
 func OpenStore(ctx context.Context, dbURL string, logger *slog.Logger) (store.Store, error) {
 	u, err := url.Parse(dbURL)
 	if err != nil {
-		return nil, fmt.Errorf("database URL %q: %w", dbURL, err)
+		return nil, fmt.Errorf("database URL %q: %w", redactURL(dbURL), err)
 	}
 	switch u.Scheme {
 	case "sqlite":
@@ -75,9 +76,9 @@ func OpenStore(ctx context.Context, dbURL string, logger *slog.Logger) (store.St
 		}
 		return sqlite.Open(ctx, path, logger)
 	case "postgres", "postgresql":
-		return nil, fmt.Errorf("database URL %q: PostgreSQL is not supported by this build yet; use sqlite://PATH", dbURL)
+		return postgres.Open(ctx, postgres.Config{URL: dbURL, Logger: logger})
 	}
-	return nil, fmt.Errorf("database URL %q: unknown scheme %q: use sqlite://PATH", dbURL, u.Scheme)
+	return nil, fmt.Errorf("database URL %q: unknown scheme %q: use sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DB", redactURL(dbURL), u.Scheme)
 }
 
 // blobDir checks the storage URL; only file:// is supported in this build.
