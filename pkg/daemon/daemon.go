@@ -63,7 +63,7 @@ type Options struct {
 func OpenStore(ctx context.Context, dbURL string, logger *slog.Logger) (store.Store, error) {
 	u, err := url.Parse(dbURL)
 	if err != nil {
-		return nil, fmt.Errorf("database URL %q: %w", redactURL(dbURL), err)
+		return nil, badDBURL(err)
 	}
 	switch u.Scheme {
 	case "sqlite":

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kraken-go/kk/pkg/ci"
 	"github.com/kraken-go/kk/pkg/store/postgres"
 	"github.com/kraken-go/kk/pkg/store/sqlite"
 )
@@ -77,7 +79,7 @@ func Migrate(ctx context.Context, dbURL string, logger *slog.Logger) ([]Migratio
 func parseDBURL(dbURL string) (kind, target string, err error) {
 	u, err := url.Parse(dbURL)
 	if err != nil {
-		return "", "", fmt.Errorf("database URL %q: %w", redactURL(dbURL), err)
+		return "", "", badDBURL(err)
 	}
 	switch u.Scheme {
 	case "sqlite":
@@ -90,6 +92,16 @@ func parseDBURL(dbURL string) (kind, target string, err error) {
 		return "postgres", dbURL, nil
 	}
 	return "", "", fmt.Errorf("database URL %q: unknown scheme %q: use sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DB", redactURL(dbURL), u.Scheme)
+}
+
+// badDBURL reports a database URL that does not parse. The URL itself is
+// left out: it may hold a password.
+func badDBURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return fmt.Errorf("the database URL does not parse (%v): use sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DB, with special characters in the password percent-encoded: %w", err, ci.ErrInvalid)
 }
 
 func fromSQLite(ms []sqlite.Migration) []Migration {

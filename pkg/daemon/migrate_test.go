@@ -93,6 +93,7 @@ func TestMigrateErrors(t *testing.T) {
 	}{
 		{"no subcommand", []string{"migrate"}, ExitUsage, "status or up"},
 		{"unknown scheme", []string{"migrate", "status", "--db", "mysql://x"}, ExitError, `unknown scheme "mysql"`},
+		{"bad URL", []string{"migrate", "status", "--db", "postgres://kk:pw@h/%zz"}, ExitError, "does not parse"},
 		{"unreachable postgres", []string{"migrate", "up", "--db", "postgres://kk:pw@127.0.0.1:1/kk"}, ExitError,
 			"cannot reach PostgreSQL at 127.0.0.1:1"},
 	}

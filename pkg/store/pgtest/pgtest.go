@@ -78,7 +78,7 @@ type server struct {
 
 // process holds the one server per test process. Tests share it, as they
 // share a Docker engine (see dockertest); its state is only reached through
-// URL and Cleanup.
+// the exported functions.
 var process struct {
 	once      sync.Once
 	srv       *server
