@@ -46,9 +46,13 @@
 // # Data
 //
 // Times are timestamptz, written and returned at millisecond precision in UTC.
-// Maps (branch env, flow and run args, step fields, host info) are jsonb and
-// come back as nil when empty; the stage schema and trigger data are json, so
-// they come back byte for byte. The schema is created and upgraded by the
+// Maps (branch env, flow and run args, step fields, host info, test values)
+// are jsonb and come back as nil when empty; the stage schema, trigger data
+// and the data tool's documents are json, so they come back byte for byte.
+// Sealed secrets are bytea. Batches of test results and issues are written
+// with one statement per table (unnest of column arrays); the identity of an
+// issue is its job, line, column, type and the md5 digests of its path,
+// symbol and message, as those may be too long for a btree entry together. The schema is created and upgraded by the
 // embedded migrations in migrations/ (see Migrate), which mirror the SQLite
 // store's version for version.
 package postgres
