@@ -7,6 +7,9 @@
 #     running (and DOCKER_HOST is not set);
 #   - the MinIO server (pinned, built from the Go module proxy into
 #     $(go env GOPATH)/bin) for the tests of the s3:// blob store.
+#   - PostgreSQL server binaries (initdb, postgres) from Debian's postgresql
+#     package, unless KK_TEST_POSTGRES_URL names a server: the PostgreSQL
+#     store's tests start a throwaway cluster with them (pkg/store/pgtest).
 # It never fails the build itself: a missing piece makes the tests that need it
 # fail in CI (CI set) with a message naming it, and skip elsewhere.
 set -uo pipefail
@@ -67,5 +70,36 @@ if ! command -v minio >/dev/null 2>&1 && [ ! -x "$gobin/minio" ]; then
 	log "installing $MINIO_MODULE into $gobin (a few minutes on a cold module cache)"
 	GOBIN="$gobin" GOFLAGS=-mod=mod "$GO" install "$MINIO_MODULE" ||
 		log "could not install MinIO: run GOFLAGS=-mod=mod go install $MINIO_MODULE"
+fi
+
+# PostgreSQL: pkg/store/pgtest starts one throwaway cluster per test binary
+# from initdb and postgres (found via pg_config, PATH or
+# /usr/lib/postgresql/*/bin). Nothing to do when KK_TEST_POSTGRES_URL points
+# the tests at an existing server. Debian's package also creates and starts a
+# "main" cluster: it is stopped again, the tests do not use it.
+pg_bins_found() {
+	local d
+	if command -v pg_config >/dev/null 2>&1; then
+		d="$(pg_config --bindir 2>/dev/null)"
+		[ -x "$d/initdb" ] && [ -x "$d/postgres" ] && return 0
+	fi
+	command -v initdb >/dev/null 2>&1 && return 0
+	for d in /usr/lib/postgresql/*/bin; do
+		[ -x "$d/initdb" ] && [ -x "$d/postgres" ] && return 0
+	done
+	return 1
+}
+
+if [ -z "${KK_TEST_POSTGRES_URL:-}" ] && ! pg_bins_found; then
+	log "installing postgresql (for the PostgreSQL store's tests)"
+	if apt_install postgresql; then
+		if command -v pg_lsclusters >/dev/null 2>&1; then
+			pg_lsclusters -h 2>/dev/null | while read -r ver name _; do
+				as_root pg_ctlcluster "$ver" "$name" stop >/dev/null 2>&1 || true
+			done
+		fi
+	else
+		log "could not install postgresql: install it (apt-get install postgresql) or set KK_TEST_POSTGRES_URL"
+	fi
 fi
 exit 0

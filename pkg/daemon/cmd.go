@@ -54,7 +54,7 @@ func NewCmdRoot(stdout, stderr io.Writer, version string) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newCmdServe(stdout, stderr, version), &cobra.Command{
+	root.AddCommand(newCmdServe(stdout, stderr, version), newCmdMigrate(stdout, stderr), &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
 		Args:  cobra.NoArgs,
@@ -141,7 +141,7 @@ KKD_AGENT_REGISTRATION_KEY, KKD_AGENT_BINARIES, KKD_JOB_RETRIES, KKD_LOCAL_AGENT
 	f := c.Flags()
 	f.StringVar(&o.Listen, "listen", envOr("KKD_LISTEN", "127.0.0.1:6363"), "address to serve the API on (KKD_LISTEN)")
 	f.StringVar(&o.DataDir, "data-dir", envOr("KKD_DATA_DIR", defaultDataDir()), "data directory (KKD_DATA_DIR)")
-	f.StringVar(&o.DB, "db", envOr("KKD_DB", ""), "database URL, sqlite://PATH (KKD_DB; default sqlite://DATA_DIR/kk.db)")
+	f.StringVar(&o.DB, "db", envOr("KKD_DB", ""), "database URL, sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DB (KKD_DB; default sqlite://DATA_DIR/kk.db; see docs/postgres.md)")
 	f.StringVar(&o.Storage, "storage", envOr("KKD_STORAGE", ""), "blob storage URL (KKD_STORAGE): file://PATH (default file://DATA_DIR/blobs) or s3://[ACCESS:SECRET@]HOST[:PORT]/BUCKET[?secure=false&region=R] (S3 credentials also from KKD_S3_ACCESS_KEY/KKD_S3_SECRET_KEY or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)")
 	f.StringVar(&o.RegistrationKey, "agent-registration-key", envOr("KKD_AGENT_REGISTRATION_KEY", ""), "key that lets agents enrol without manual authorization (KKD_AGENT_REGISTRATION_KEY)")
 	f.StringVar(&o.AgentBinaries, "agent-binaries", envOr("KKD_AGENT_BINARIES", ""), "directory of kkagent-<os>-<arch> binaries served to agents for install and self-upgrade (KKD_AGENT_BINARIES; default: agents/ next to kkd)")

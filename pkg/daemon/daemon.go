@@ -32,6 +32,7 @@ import (
 	"github.com/kraken-go/kk/pkg/schema"
 	"github.com/kraken-go/kk/pkg/server"
 	"github.com/kraken-go/kk/pkg/store"
+	"github.com/kraken-go/kk/pkg/store/postgres"
 	"github.com/kraken-go/kk/pkg/store/sqlite"
 	"github.com/kraken-go/kk/pkg/watchdog"
 )
@@ -40,8 +41,8 @@ import (
 type Options struct {
 	Listen        string
 	DataDir       string
-	DB            string // sqlite://PATH (default: sqlite://DATADIR/kk.db)
-	Storage       string // file://PATH (default: file://DATADIR/blobs)
+	DB            string // sqlite://PATH or postgres://... (default: sqlite://DATADIR/kk.db)
+	Storage       string // file://PATH or s3://... (default: file://DATADIR/blobs)
 	AdminPassword string
 	// SecretKey is the base64 key that encrypts project secrets
 	// (KKD_SECRET_KEY); empty: the key file secret.key in DataDir.
@@ -67,7 +68,7 @@ type Options struct {
 func OpenStore(ctx context.Context, dbURL string, logger *slog.Logger) (store.Store, error) {
 	u, err := url.Parse(dbURL)
 	if err != nil {
-		return nil, fmt.Errorf("database URL %q: %w", dbURL, err)
+		return nil, badDBURL(err)
 	}
 	switch u.Scheme {
 	case "sqlite":
@@ -80,9 +81,9 @@ func OpenStore(ctx context.Context, dbURL string, logger *slog.Logger) (store.St
 		}
 		return sqlite.Open(ctx, path, logger)
 	case "postgres", "postgresql":
-		return nil, fmt.Errorf("database URL %q: PostgreSQL is not supported by this build yet; use sqlite://PATH", dbURL)
+		return postgres.Open(ctx, postgres.Config{URL: dbURL, Logger: logger})
 	}
-	return nil, fmt.Errorf("database URL %q: unknown scheme %q: use sqlite://PATH", dbURL, u.Scheme)
+	return nil, fmt.Errorf("database URL %q: unknown scheme %q: use sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DB", redactURL(dbURL), u.Scheme)
 }
 
 // Serve runs kkd until ctx is done.

@@ -23,7 +23,7 @@ func TestOpenStoreURLs(t *testing.T) {
 	}{
 		{"sqlite absolute", "sqlite://" + filepath.Join(dir, "a", "kk.db"), ""},
 		{"no path", "sqlite://", "has no path"},
-		{"postgres not in this build", "postgres://u@localhost/kk", "not supported by this build"},
+		{"postgres unreachable", "postgres://u:pw@127.0.0.1:1/kk?connect_timeout=5", "cannot reach PostgreSQL at 127.0.0.1:1"},
 		{"unknown scheme", "mysql://x", `unknown scheme "mysql"`},
 		{"garbage", "::::", "database URL"},
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kraken-go/kk/pkg/executor/docker/dockertest"
+	"github.com/kraken-go/kk/pkg/store/pgtest"
 )
 
 var binDir string
@@ -51,6 +52,7 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	dockertest.Cleanup()
+	pgtest.Cleanup()
 	os.Exit(code)
 }
 

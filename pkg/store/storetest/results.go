@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"encoding/json"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -53,6 +54,16 @@ func (f *fx) saveAnalysis(jobID int64, age int) {
 		ia = append(ia, store.IssueAnalysis{ID: i.ID, Age: age})
 	}
 	require.NoError(f.t, f.s.SaveAnalysis(f.ctx, jobID, ra, ia, now()))
+}
+
+// noise returns n pseudo-random letters (seeded, so the same every time).
+func noise(seed uint64, n int) string {
+	r := rand.New(rand.NewPCG(seed, seed))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte('a' + r.IntN(26))
+	}
+	return string(b)
 }
 
 func resultNames(rs []ci.TestResult) []string {
@@ -133,6 +144,29 @@ func resultCases() []testCase {
 			got, err = s.ListJobIssues(f.ctx, j.ID)
 			require.NoError(t, err)
 			require.Empty(t, got)
+		}},
+		{"a batch may repeat a test or an issue", func(t *testing.T, s store.Store) {
+			f := newFx(t, s)
+			j := f.resultJob(f.newFlow().ID, "build", "unit", ci.GroupAll, ci.SystemAny)
+			// The longest fields the server accepts (path, symbol 1 KiB, message
+			// 4 KiB), hard to compress: together more than an index entry holds.
+			long := ci.Issue{Path: noise(1, 1024), Line: 7, Type: "error", Symbol: noise(2, 1024), Message: noise(3, 4096)}
+			iss := []ci.Issue{long, {Path: "a.go", Line: 1, Type: "error"}, long}
+			require.NoError(t, s.PutResults(f.ctx, j.ID, 0, 0, tests("t1", "not-run", "t2", "passed", "t1", "failed"), iss))
+			rs, err := s.ListJobResults(f.ctx, j.ID)
+			require.NoError(t, err)
+			require.Equal(t, []string{"t1", "t2"}, resultNames(rs))
+			require.Equal(t, ci.TestFailed, rs[0].Status, "the last result of a name in a batch wins")
+			got, err := s.ListJobIssues(f.ctx, j.ID)
+			require.NoError(t, err)
+			require.Len(t, got, 2)
+			require.Equal(t, "a.go", got[0].Path)
+			require.Equal(t, long.Message, got[1].Message)
+			long.Message += "!"
+			require.NoError(t, s.PutResults(f.ctx, j.ID, 0, 0, nil, []ci.Issue{long}))
+			got, err = s.ListJobIssues(f.ctx, j.ID)
+			require.NoError(t, err)
+			require.Len(t, got, 3, "another message is another issue")
 		}},
 		{"ci history by branch, group, system and flow order", func(t *testing.T, s store.Store) {
 			f := newFx(t, s)

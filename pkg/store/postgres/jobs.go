@@ -1,0 +1,717 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/kraken-go/kk/pkg/ci"
+	"github.com/kraken-go/kk/pkg/store"
+)
+
+// Row locks of jobs: lockJob for methods that change the job row, shareJob
+// for fenced writes that only need the job to stay as it is (steps, logs).
+const (
+	lockJob  = "FOR NO KEY UPDATE"
+	shareJob = "FOR SHARE"
+)
+
+const jobCols = `id, run_id, flow_id, name, state, result, message, agents_group, system, executor, timeout,
+	covered, agent_id, attempt, created, assigned, started, finished, lease_until, cancel_requested, network`
+
+func scanJob(sc pgx.Row) (ci.Job, error) {
+	var j ci.Job
+	var agentID *int64
+	if err := sc.Scan(&j.ID, &j.RunID, &j.FlowID, &j.Name, &j.State, &j.Result, &j.Message, &j.Group,
+		&j.System, &j.Executor, &j.Timeout, &j.Covered, &agentID, &j.Attempt, &j.Created, &j.Assigned,
+		&j.Started, &j.Finished, &j.LeaseUntil, &j.CancelRequested, &j.Network); err != nil {
+		return ci.Job{}, err
+	}
+	if agentID != nil {
+		j.AgentID = *agentID
+	}
+	return j, nil
+}
+
+const stepCols = `job_id, idx, tool, name, fields, status, exit_code, reason, message, started, finished`
+
+func scanStep(sc pgx.Row) (ci.Step, error) {
+	var st ci.Step
+	var fields string
+	if err := sc.Scan(&st.JobID, &st.Index, &st.Tool, &st.Name, &fields, &st.Status, &st.ExitCode, &st.Reason,
+		&st.Message, &st.Started, &st.Finished); err != nil {
+		return ci.Step{}, err
+	}
+	m, err := decodeMap[any](fields)
+	if err != nil {
+		return ci.Step{}, fmt.Errorf("step %d of job %d fields: %w", st.Index, st.JobID, err)
+	}
+	st.Fields = m
+	return st, nil
+}
+
+// getJob reads a job without its steps.
+func getJob(ctx context.Context, q querier, id int64) (ci.Job, error) {
+	j, err := scanJob(q.QueryRow(ctx, `SELECT `+jobCols+` FROM jobs WHERE id = $1`, id))
+	if err != nil {
+		return ci.Job{}, notFound(err, "job", id)
+	}
+	return j, nil
+}
+
+// getJobWithSteps reads a job and its steps ordered by index.
+func getJobWithSteps(ctx context.Context, s *Store, q querier, id int64) (ci.Job, error) {
+	j, err := getJob(ctx, q, id)
+	if err != nil {
+		return ci.Job{}, err
+	}
+	steps, err := queryAll(ctx, s, q, scanStep, `SELECT `+stepCols+` FROM steps WHERE job_id = $1 ORDER BY idx`, id)
+	if err != nil {
+		return ci.Job{}, fmt.Errorf("read steps of job %d: %w", id, err)
+	}
+	if len(steps) > 0 {
+		j.Steps = steps
+	}
+	return j, nil
+}
+
+// jobRow is a job prepared for insertion.
+type jobRow struct {
+	job    *ci.Job
+	fields []string // encoded step fields
+	id     int64    // set by insertJobs
+}
+
+// prepareJobs validates the jobs and encodes their steps' fields, before any
+// transaction starts.
+func prepareJobs(jobs []*ci.Job) ([]jobRow, error) {
+	rows := make([]jobRow, len(jobs))
+	for i, j := range jobs {
+		if j == nil {
+			return nil, fmt.Errorf("job %d is nil: %w", i, ci.ErrInvalid)
+		}
+		if err := checkName("job", j.Name); err != nil {
+			return nil, err
+		}
+		if j.Timeout < 0 {
+			return nil, fmt.Errorf("job %q: negative timeout %d: %w", j.Name, j.Timeout, ci.ErrInvalid)
+		}
+		rows[i].job = j
+		rows[i].fields = make([]string, len(j.Steps))
+		for k, st := range j.Steps {
+			f, err := encodeMap(st.Fields)
+			if err != nil {
+				return nil, fmt.Errorf("job %q step %d fields: %w", j.Name, k, err)
+			}
+			rows[i].fields[k] = f
+		}
+	}
+	return rows, nil
+}
+
+// insertJobs inserts new queued jobs of a run and their pending steps. Steps
+// are numbered by their position in Job.Steps.
+func insertJobs(ctx context.Context, tx querier, runID, flowID int64, rows []jobRow, now time.Time) error {
+	for i := range rows {
+		j := rows[i].job
+		if err := tx.QueryRow(ctx, `
+			INSERT INTO jobs (run_id, flow_id, name, state, agents_group, system, executor, timeout, created, network)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id`,
+			runID, flowID, j.Name, ci.JobQueued, j.Group, j.System, j.Executor, j.Timeout, now, j.Network,
+		).Scan(&rows[i].id); err != nil {
+			return fmt.Errorf("insert job %q: %w", j.Name, err)
+		}
+		for k, st := range j.Steps {
+			if _, err := tx.Exec(ctx, `
+				INSERT INTO steps (job_id, idx, tool, name, fields, status) VALUES ($1, $2, $3, $4, $5, $6)`,
+				rows[i].id, k, st.Tool, st.Name, rows[i].fields[k], ci.StepPending); err != nil {
+				return fmt.Errorf("insert step %d of job %q: %w", k, j.Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// fillJobs sets, after the commit, what the store assigned to the jobs.
+func fillJobs(rows []jobRow, runID, flowID int64, now time.Time) {
+	for _, r := range rows {
+		j := r.job
+		j.ID, j.RunID, j.FlowID = r.id, runID, flowID
+		j.State, j.Result, j.Message = ci.JobQueued, ci.JobResultNone, ""
+		j.Covered, j.AgentID, j.Attempt = false, 0, 0
+		j.Created = now
+		j.Assigned, j.Started, j.Finished, j.LeaseUntil, j.CancelRequested = nil, nil, nil, nil, nil
+		for k := range j.Steps {
+			st := &j.Steps[k]
+			st.JobID, st.Index, st.Status = r.id, k, ci.StepPending
+			st.ExitCode, st.Reason, st.Message, st.Started, st.Finished = nil, "", "", nil, nil
+		}
+	}
+}
+
+// GetJob returns the job with its steps ordered by index.
+func (s *Store) GetJob(ctx context.Context, id int64) (ci.Job, error) {
+	var j ci.Job
+	err := s.read(ctx, func(tx querier) error {
+		var err error
+		j, err = getJobWithSteps(ctx, s, tx, id)
+		return err
+	})
+	if err != nil {
+		return ci.Job{}, fmt.Errorf("get job: %w", err)
+	}
+	return j, nil
+}
+
+// ListJobs returns the run's jobs with their steps in creation order, covered
+// ones included.
+func (s *Store) ListJobs(ctx context.Context, runID int64) ([]ci.Job, error) {
+	var jobs []ci.Job
+	err := s.read(ctx, func(tx querier) error {
+		var err error
+		jobs, err = queryAll(ctx, s, tx, scanJob, `SELECT `+jobCols+` FROM jobs WHERE run_id = $1 ORDER BY id`, runID)
+		if err != nil {
+			return err
+		}
+		steps, err := queryAll(ctx, s, tx, scanStep, `SELECT `+stepCols+` FROM steps
+			WHERE job_id IN (SELECT id FROM jobs WHERE run_id = $1) ORDER BY job_id, idx`, runID)
+		if err != nil {
+			return err
+		}
+		byJob := map[int64][]ci.Step{}
+		for _, st := range steps {
+			byJob[st.JobID] = append(byJob[st.JobID], st)
+		}
+		for i := range jobs {
+			jobs[i].Steps = byJob[jobs[i].ID]
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list jobs of run %d: %w", runID, err)
+	}
+	return jobs, nil
+}
+
+// ListQueuedJobs returns queued jobs in FIFO order (run creation, then job
+// ID), read in order from the partial index jobs_queue. The state is a
+// literal, not a parameter, so that the planner can match the index.
+func (s *Store) ListQueuedJobs(ctx context.Context, limit int) ([]ci.Job, error) {
+	out, err := queryAll(ctx, s, s.q(), scanJob, queuedJobsQuery, sqlLimit(limit))
+	if err != nil {
+		return nil, fmt.Errorf("list queued jobs: %w", err)
+	}
+	return out, nil
+}
+
+const (
+	queuedJobsQuery  = `SELECT ` + jobCols + ` FROM jobs WHERE state = 'queued' ORDER BY run_id, id LIMIT $1`
+	expiredJobsQuery = `SELECT ` + jobCols + ` FROM jobs
+		WHERE state IN ('assigned', 'running') AND lease_until < $1 ORDER BY lease_until, id`
+)
+
+// ClaimJob gives a queued job to an idle, authorized, enabled agent. It locks
+// the job, then the agent (SELECT ... FOR NO KEY UPDATE), and decides on what
+// it reads under the locks: a concurrent claimer of the same job, in this or
+// another process, waits for this transaction and then finds the job
+// assigned (ErrConflict); a concurrent claim for the same agent finds it busy.
+func (s *Store) ClaimJob(ctx context.Context, jobID, agentID int64, lease time.Duration) (ci.Job, error) {
+	if lease <= 0 {
+		return ci.Job{}, fmt.Errorf("claim job %d: lease %v is not positive: %w", jobID, lease, ci.ErrInvalid)
+	}
+	var j ci.Job
+	err := s.write(ctx, func(tx querier) error {
+		h, err := getJobHead(ctx, tx, jobID, lockJob)
+		if err != nil {
+			return err
+		}
+		var authorized, disabled bool
+		var current *int64
+		var name string
+		err = tx.QueryRow(ctx, `SELECT name, authorized, disabled, job_id FROM agents WHERE id = $1 FOR NO KEY UPDATE`,
+			agentID).Scan(&name, &authorized, &disabled, &current)
+		if err != nil {
+			return notFound(err, "agent", agentID)
+		}
+		switch {
+		case !authorized:
+			return fmt.Errorf("agent %d is not authorized: %w", agentID, ci.ErrConflict)
+		case disabled:
+			return fmt.Errorf("agent %d is disabled: %w", agentID, ci.ErrConflict)
+		case current != nil:
+			return fmt.Errorf("agent %d is busy with job %d: %w", agentID, *current, ci.ErrConflict)
+		case h.state != ci.JobQueued:
+			return fmt.Errorf("job is %s, not %s: %w", h.state, ci.JobQueued, ci.ErrConflict)
+		}
+		// The claim time is taken under the locks, so it is never before
+		// the previous attempt's times.
+		now := s.now()
+		if _, err := tx.Exec(ctx, `
+			UPDATE jobs SET state = $1, attempt = attempt + 1, agent_id = $2, assigned = $3, lease_until = $4
+			WHERE id = $5`,
+			ci.JobAssigned, agentID, now, now.Add(lease), jobID); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE agents SET job_id = $1 WHERE id = $2`, jobID, agentID); err != nil {
+			return err
+		}
+		if j, err = getJobWithSteps(ctx, s, tx, jobID); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `
+			INSERT INTO job_attempts (job_id, attempt, agent_id, agent, assigned) VALUES ($1, $2, $3, $4, $5)`,
+			jobID, j.Attempt, agentID, name, now)
+		return err
+	})
+	if err != nil {
+		return ci.Job{}, fmt.Errorf("claim job %d for agent %d: %w", jobID, agentID, err)
+	}
+	return j, nil
+}
+
+// jobHead is what fencing decisions need.
+type jobHead struct {
+	state   ci.JobState
+	attempt int
+	runID   int64
+	flowID  int64
+	covered bool
+	lease   *time.Time
+	cancel  *time.Time // cancel requested
+}
+
+// getJobHead reads (and, with lock, locks) the job's fencing state.
+func getJobHead(ctx context.Context, tx querier, id int64, lock string) (jobHead, error) {
+	var h jobHead
+	err := tx.QueryRow(ctx, `
+		SELECT state, attempt, run_id, flow_id, covered, lease_until, cancel_requested FROM jobs WHERE id = $1 `+lock, id).
+		Scan(&h.state, &h.attempt, &h.runID, &h.flowID, &h.covered, &h.lease, &h.cancel)
+	if err != nil {
+		return jobHead{}, notFound(err, "job", id)
+	}
+	return h, nil
+}
+
+func (h jobHead) active() bool { return h.state == ci.JobAssigned || h.state == ci.JobRunning }
+
+// fence checks a write of the given attempt. Attempt 0 (server side) is never
+// fenced. Another attempt is stale, and so is the job's own attempt once the
+// job is no longer assigned or running: it was requeued (and waits for its
+// next claim, which will increment the attempt) or completed.
+func fence(jobID int64, h jobHead, attempt int) error {
+	if attempt < 0 {
+		return fmt.Errorf("attempt %d is negative: %w", attempt, ci.ErrInvalid)
+	}
+	if attempt == 0 {
+		return nil
+	}
+	if h.attempt != attempt || !h.active() {
+		return fmt.Errorf("job %d is %s at attempt %d, attempt %d is over: %w",
+			jobID, h.state, h.attempt, attempt, ci.ErrStaleAttempt)
+	}
+	return nil
+}
+
+// StartJob moves an assigned job to running. Fenced.
+func (s *Store) StartJob(ctx context.Context, jobID int64, attempt int, at time.Time) error {
+	err := s.write(ctx, func(tx querier) error {
+		h, err := getJobHead(ctx, tx, jobID, lockJob)
+		if err != nil {
+			return err
+		}
+		if err := fence(jobID, h, attempt); err != nil {
+			return err
+		}
+		switch h.state {
+		case ci.JobRunning:
+			return nil
+		case ci.JobAssigned:
+			if _, err := tx.Exec(ctx, `UPDATE jobs SET state = $1, started = $2 WHERE id = $3`,
+				ci.JobRunning, ts(at), jobID); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, `UPDATE job_attempts SET started = $1 WHERE job_id = $2 AND attempt = $3`,
+				ts(at), jobID, h.attempt)
+			return err
+		}
+		return fmt.Errorf("job is %s: %w", h.state, ci.ErrConflict)
+	})
+	if err != nil {
+		return fmt.Errorf("start job %d: %w", jobID, err)
+	}
+	return nil
+}
+
+// RenewLease extends the current attempt's lease. Fenced.
+func (s *Store) RenewLease(ctx context.Context, jobID int64, attempt int, until time.Time) (ci.Job, error) {
+	var j ci.Job
+	err := s.write(ctx, func(tx querier) error {
+		h, err := getJobHead(ctx, tx, jobID, lockJob)
+		if err != nil {
+			return err
+		}
+		if err := fence(jobID, h, attempt); err != nil {
+			return err
+		}
+		if !h.active() {
+			return fmt.Errorf("job is %s and has no lease: %w", h.state, ci.ErrConflict)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE jobs SET lease_until = $1 WHERE id = $2`, ts(until), jobID); err != nil {
+			return err
+		}
+		j, err = getJob(ctx, tx, jobID)
+		return err
+	})
+	if err != nil {
+		return ci.Job{}, fmt.Errorf("renew lease of job %d: %w", jobID, err)
+	}
+	return j, nil
+}
+
+var stepStatuses = map[ci.StepStatus]bool{
+	ci.StepPending: true, ci.StepRunning: true, ci.StepOK: true, ci.StepFailed: true,
+	ci.StepTimeout: true, ci.StepSkipped: true, ci.StepCancelled: true, ci.StepError: true,
+}
+
+// UpdateStep stores the step's status and outcome. Fenced (the job row is
+// share-locked, so its state cannot change before the write commits).
+// Idempotent.
+func (s *Store) UpdateStep(ctx context.Context, jobID int64, attempt int, st ci.Step) error {
+	if !stepStatuses[st.Status] {
+		return fmt.Errorf("update step %d of job %d: unknown status %q: %w", st.Index, jobID, st.Status, ci.ErrInvalid)
+	}
+	err := s.write(ctx, func(tx querier) error {
+		h, err := getJobHead(ctx, tx, jobID, shareJob)
+		if err != nil {
+			return err
+		}
+		if err := fence(jobID, h, attempt); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `
+			UPDATE steps SET status = $1, exit_code = $2, reason = $3, message = $4, started = $5, finished = $6
+			WHERE job_id = $7 AND idx = $8`,
+			st.Status, st.ExitCode, st.Reason, st.Message, tsPtr(st.Started), tsPtr(st.Finished), jobID, st.Index)
+		if err != nil {
+			return err
+		}
+		return mustAffect(tag, "step", st.Index)
+	})
+	if err != nil {
+		return fmt.Errorf("update step %d of job %d: %w", st.Index, jobID, err)
+	}
+	return nil
+}
+
+var jobResults = map[ci.JobResult]bool{
+	ci.JobOK: true, ci.JobFailed: true, ci.JobTimeout: true, ci.JobCancelled: true, ci.JobError: true,
+	ci.JobNoAgents: true, ci.JobServerTimeout: true, ci.JobAgentLost: true,
+}
+
+// runningStepStatus is what a still running step becomes when its job
+// completes with result.
+func runningStepStatus(result ci.JobResult) ci.StepStatus {
+	switch result {
+	case ci.JobCancelled:
+		return ci.StepCancelled
+	case ci.JobTimeout:
+		return ci.StepTimeout
+	}
+	return ci.StepError
+}
+
+// CompleteJob completes a job; a second completion is a no-op (changed=false).
+// Fenced when attempt > 0.
+func (s *Store) CompleteJob(ctx context.Context, jobID int64, attempt int, result ci.JobResult, message string, at time.Time) (ci.Job, bool, error) {
+	if !jobResults[result] {
+		return ci.Job{}, false, fmt.Errorf("complete job %d: unknown result %q: %w", jobID, result, ci.ErrInvalid)
+	}
+	var j ci.Job
+	var changed bool
+	err := s.write(ctx, func(tx querier) error {
+		changed = false
+		h, err := getJobHead(ctx, tx, jobID, lockJob)
+		if err != nil {
+			return err
+		}
+		if h.state == ci.JobCompleted && (attempt == 0 || attempt == h.attempt) {
+			// Idempotent: a retried completion of the same attempt, or a server
+			// side one, finds the job already completed.
+			j, err = getJobWithSteps(ctx, s, tx, jobID)
+			return err
+		}
+		if err := fence(jobID, h, attempt); err != nil {
+			return err
+		}
+		if err := completeJob(ctx, tx, jobID, h, result, message, at); err != nil {
+			return err
+		}
+		changed = true
+		j, err = getJobWithSteps(ctx, s, tx, jobID)
+		return err
+	})
+	if err != nil {
+		return ci.Job{}, false, fmt.Errorf("complete job %d: %w", jobID, err)
+	}
+	return j, changed, nil
+}
+
+// completeJob completes the job h describes, which is not completed and is
+// locked by the caller: it settles its steps, frees its agent, counts a
+// failure in the run's counters and ends its current attempt's history entry,
+// unless that one ended before.
+func completeJob(ctx context.Context, tx querier, jobID int64, h jobHead, result ci.JobResult, message string, at time.Time) error {
+	at = ts(at)
+	if _, err := tx.Exec(ctx, `
+		UPDATE jobs SET state = $1, result = $2, message = $3, finished = $4, lease_until = NULL WHERE id = $5`,
+		ci.JobCompleted, result, message, at, jobID); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `UPDATE steps SET status = $1 WHERE job_id = $2 AND status = $3`,
+		ci.StepSkipped, jobID, ci.StepPending); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `
+		UPDATE steps SET status = $1, finished = coalesce(finished, $2) WHERE job_id = $3 AND status = $4`,
+		runningStepStatus(result), at, jobID, ci.StepRunning); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `UPDATE agents SET job_id = NULL WHERE job_id = $1`, jobID); err != nil {
+		return err
+	}
+	if !h.covered && result != ci.JobOK {
+		// Incremental, so completing a job costs the same in a run of any size.
+		if _, err := tx.Exec(ctx, `UPDATE runs SET jobs_error = jobs_error + 1 WHERE id = $1`,
+			h.runID); err != nil {
+			return err
+		}
+	}
+	return endAttempt(ctx, tx, jobID, h.attempt, result, message, at)
+}
+
+// endAttempt closes the attempt's history entry if it is still open.
+func endAttempt(ctx context.Context, tx querier, jobID int64, attempt int, outcome ci.JobResult, message string, at time.Time) error {
+	if attempt <= 0 {
+		return nil
+	}
+	_, err := tx.Exec(ctx, `
+		UPDATE job_attempts SET finished = $1, outcome = $2, message = $3
+		WHERE job_id = $4 AND attempt = $5 AND outcome = ''`,
+		ts(at), outcome, message, jobID, attempt)
+	return err
+}
+
+var failOutcomes = map[ci.JobResult]bool{ci.JobAgentLost: true, ci.JobError: true}
+
+// FailAttempt ends the current attempt after an infrastructure failure and
+// requeues or completes the job, in one transaction.
+func (s *Store) FailAttempt(ctx context.Context, f store.AttemptFailure) (ci.Job, store.FailOutcome, error) {
+	switch {
+	case f.Attempt <= 0:
+		return ci.Job{}, store.FailNone, fmt.Errorf("fail attempt of job %d: attempt %d: give the failed attempt (>= 1): %w", f.JobID, f.Attempt, ci.ErrInvalid)
+	case !failOutcomes[f.Outcome]:
+		return ci.Job{}, store.FailNone, fmt.Errorf("fail attempt %d of job %d: outcome %q: use agent_lost or error: %w", f.Attempt, f.JobID, f.Outcome, ci.ErrInvalid)
+	case !f.Retry && !jobResults[f.Result]:
+		return ci.Job{}, store.FailNone, fmt.Errorf("fail attempt %d of job %d: unknown result %q: %w", f.Attempt, f.JobID, f.Result, ci.ErrInvalid)
+	}
+	var j ci.Job
+	var outcome store.FailOutcome
+	err := s.write(ctx, func(tx querier) error {
+		outcome = store.FailNone
+		h, err := getJobHead(ctx, tx, f.JobID, lockJob)
+		if err != nil {
+			return err
+		}
+		if err := fence(f.JobID, h, f.Attempt); err != nil {
+			return err
+		}
+		if f.OnlyIfExpired && (h.lease == nil || !h.lease.Before(f.At)) {
+			// The agent renewed its lease after the caller saw it expire.
+			j, err = getJobWithSteps(ctx, s, tx, f.JobID)
+			return err
+		}
+		if err := endAttempt(ctx, tx, f.JobID, f.Attempt, f.Outcome, f.Reason, f.At); err != nil {
+			return err
+		}
+		var next store.FailOutcome
+		switch {
+		case h.cancel != nil:
+			msg := "cancelled by user"
+			if f.Reason != "" {
+				msg += "; " + f.Reason
+			}
+			err = completeJob(ctx, tx, f.JobID, h, ci.JobCancelled, msg, f.At)
+			next = store.FailCompleted
+		case !f.Retry:
+			err = completeJob(ctx, tx, f.JobID, h, f.Result, f.Message, f.At)
+			next = store.FailCompleted
+		default:
+			err = requeueJob(ctx, tx, f.JobID)
+			next = store.FailRequeued
+		}
+		if err != nil {
+			return err
+		}
+		if j, err = getJobWithSteps(ctx, s, tx, f.JobID); err != nil {
+			return err
+		}
+		outcome = next
+		return nil
+	})
+	if err != nil {
+		return ci.Job{}, store.FailNone, fmt.Errorf("fail attempt %d of job %d: %w", f.Attempt, f.JobID, err)
+	}
+	return j, outcome, nil
+}
+
+// requeueJob puts an active job back to queued for its next attempt (whose
+// claim increments the attempt number). Its steps start over; the log chunks
+// of the failed attempt stay, under their attempt number.
+func requeueJob(ctx context.Context, tx querier, jobID int64) error {
+	if _, err := tx.Exec(ctx, `
+		UPDATE jobs SET state = $1, result = '', message = '', agent_id = NULL,
+			assigned = NULL, started = NULL, finished = NULL, lease_until = NULL
+		WHERE id = $2`, ci.JobQueued, jobID); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `
+		UPDATE steps SET status = $1, exit_code = NULL, reason = '', message = '', started = NULL, finished = NULL
+		WHERE job_id = $2`, ci.StepPending, jobID); err != nil {
+		return err
+	}
+	_, err := tx.Exec(ctx, `UPDATE agents SET job_id = NULL WHERE job_id = $1`, jobID)
+	return err
+}
+
+// RequestCancel completes a queued job cancelled, or records the cancel
+// request of an active one (the first request time stays).
+func (s *Store) RequestCancel(ctx context.Context, jobID int64, at time.Time, message string) (ci.Job, bool, error) {
+	var j ci.Job
+	var changed bool
+	err := s.write(ctx, func(tx querier) error {
+		changed = false
+		h, err := getJobHead(ctx, tx, jobID, lockJob)
+		if err != nil {
+			return err
+		}
+		switch {
+		case h.state == ci.JobQueued:
+			if err := completeJob(ctx, tx, jobID, h, ci.JobCancelled, message, at); err != nil {
+				return err
+			}
+			changed = true
+		case h.active() && h.cancel == nil:
+			if _, err := tx.Exec(ctx, `UPDATE jobs SET cancel_requested = $1 WHERE id = $2`, ts(at), jobID); err != nil {
+				return err
+			}
+			changed = true
+		}
+		j, err = getJobWithSteps(ctx, s, tx, jobID)
+		return err
+	})
+	if err != nil {
+		return ci.Job{}, false, fmt.Errorf("cancel job %d: %w", jobID, err)
+	}
+	return j, changed, nil
+}
+
+const attemptCols = `job_id, attempt, agent_id, agent, assigned, started, finished, outcome, message`
+
+func scanAttempt(sc pgx.Row) (ci.JobAttempt, error) {
+	var a ci.JobAttempt
+	var agentID *int64
+	if err := sc.Scan(&a.JobID, &a.Attempt, &agentID, &a.Agent, &a.Assigned, &a.Started, &a.Finished, &a.Outcome,
+		&a.Message); err != nil {
+		return ci.JobAttempt{}, err
+	}
+	if agentID != nil {
+		a.AgentID = *agentID
+	}
+	return a, nil
+}
+
+// ListJobAttempts returns the job's attempt history in order.
+func (s *Store) ListJobAttempts(ctx context.Context, jobID int64) ([]ci.JobAttempt, error) {
+	out, err := queryAll(ctx, s, s.q(), scanAttempt,
+		`SELECT `+attemptCols+` FROM job_attempts WHERE job_id = $1 ORDER BY attempt`, jobID)
+	if err != nil {
+		return nil, fmt.Errorf("list attempts of job %d: %w", jobID, err)
+	}
+	return out, nil
+}
+
+// RerunJob covers a completed job, inserts a fresh copy of it in the same run
+// and reopens the run and the flow. Only one rerun of a job wins: rerunning a
+// job that is already covered is a conflict.
+func (s *Store) RerunJob(ctx context.Context, jobID int64) (ci.Job, error) {
+	now := s.now()
+	var j ci.Job
+	err := s.write(ctx, func(tx querier) error {
+		if _, err := getJobHead(ctx, tx, jobID, lockJob); err != nil {
+			return err
+		}
+		old, err := getJobWithSteps(ctx, s, tx, jobID)
+		if err != nil {
+			return err
+		}
+		if old.State != ci.JobCompleted {
+			return fmt.Errorf("job is %s, not %s: %w", old.State, ci.JobCompleted, ci.ErrConflict)
+		}
+		if old.Covered {
+			return fmt.Errorf("job was already rerun: rerun its newest copy: %w", ci.ErrConflict)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE jobs SET covered = true WHERE id = $1`, jobID); err != nil {
+			return err
+		}
+		fresh := &ci.Job{Name: old.Name, Group: old.Group, System: old.System, Executor: old.Executor,
+			Timeout: old.Timeout}
+		for _, st := range old.Steps {
+			fresh.Steps = append(fresh.Steps, ci.Step{Tool: st.Tool, Name: st.Name, Fields: st.Fields})
+		}
+		rows, err := prepareJobs([]*ci.Job{fresh})
+		if err != nil {
+			return err
+		}
+		if err := insertJobs(ctx, tx, old.RunID, old.FlowID, rows, now); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE runs SET state = $1, finished = NULL WHERE id = $2`,
+			ci.RunInProgress, old.RunID); err != nil {
+			return err
+		}
+		if err := refreshRunCounters(ctx, tx, old.RunID); err != nil {
+			return err
+		}
+		if err := reopenFlow(ctx, tx, old.FlowID); err != nil {
+			return err
+		}
+		j, err = getJobWithSteps(ctx, s, tx, rows[0].id)
+		return err
+	})
+	if err != nil {
+		return ci.Job{}, fmt.Errorf("rerun job %d: %w", jobID, err)
+	}
+	return j, nil
+}
+
+// ListExpiredJobs returns assigned or running jobs whose lease ended before
+// now, soonest expired first.
+func (s *Store) ListExpiredJobs(ctx context.Context, now time.Time) ([]ci.Job, error) {
+	out, err := queryAll(ctx, s, s.q(), scanJob, expiredJobsQuery, ts(now))
+	if err != nil {
+		return nil, fmt.Errorf("list expired jobs: %w", err)
+	}
+	return out, nil
+}
+
+// ListActiveJobs returns the assigned and running jobs by ID.
+func (s *Store) ListActiveJobs(ctx context.Context) ([]ci.Job, error) {
+	out, err := queryAll(ctx, s, s.q(), scanJob, `SELECT `+jobCols+` FROM jobs
+		WHERE state IN ('assigned', 'running') ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("list active jobs: %w", err)
+	}
+	return out, nil
+}
