@@ -55,6 +55,9 @@ const (
 // Config configures an Agent. ServerURL and DataDir are required.
 type Config struct {
 	// ServerURL is kkd's base URL; "host:port" means http://host:port.
+	// Several URLs separated by commas are kkd replicas on one database: the
+	// agent uses one at a time and fails over to the next when it does not
+	// answer (see docs/agent-protocol.md, "Several servers").
 	ServerURL string
 	// DataDir holds agent.json (identity), credential, agent.lock and the job
 	// workspaces (jobs/).
@@ -180,7 +183,7 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.LogChunkSize <= 0 {
 		cfg.LogChunkSize = DefaultLogChunkSize
 	}
-	c, err := newClient(cfg.ServerURL, cfg.HTTPClient, cfg.RequestTimeout)
+	c, err := newClient(cfg.ServerURL, cfg.HTTPClient, cfg.RequestTimeout, cfg.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
@@ -192,6 +195,10 @@ func New(cfg Config) (*Agent, error) {
 	}
 	return a, nil
 }
+
+// CurrentServer returns the base URL of the kkd server the agent uses now
+// (one of Config.ServerURL's); an Upgrader downloads binaries from it.
+func (a *Agent) CurrentServer() string { return a.client.servers.current() }
 
 func setDefault(d *time.Duration, def time.Duration) {
 	if *d <= 0 {
@@ -235,7 +242,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if created {
 		a.log.Info("new agent identity created", "data_dir", a.cfg.DataDir)
 	}
-	a.log.Info("kkagent starting", "name", a.cfg.Name, "server", a.client.base, "version", a.cfg.Version, "executors", a.executorNames())
+	a.log.Info("kkagent starting", "name", a.cfg.Name, "servers", a.client.servers.names, "version", a.cfg.Version, "executors", a.executorNames())
 
 	if a.upgraded(ctx) {
 		return ErrUpgraded

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -19,13 +20,16 @@ import (
 )
 
 // client speaks the agent protocol (the "Agent protocol" routes of pkg/api,
-// described in docs/agent-protocol.md). Each method makes exactly one request;
-// retrying is the caller's business (see retry). Non-2xx answers come back as
-// *api.Error, so errors.Is(err, ci.ErrStaleAttempt) and ci.ErrUnauthorized
-// work on them.
+// described in docs/agent-protocol.md) with one or several kkd replicas.
+// Each method makes one request to the current server (see serverSet); when
+// that server fails (no answer, 502/503/504) and another one has not failed
+// recently, the request is sent to the next server at once, so the caller sees
+// an error only when every server failed in a row. Retrying with backoff is
+// then the caller's business. Non-2xx answers come back as *api.Error, so
+// errors.Is(err, ci.ErrStaleAttempt) and ci.ErrUnauthorized work on them.
 type client struct {
-	base string // server URL + api.Prefix
-	http *http.Client
+	servers *serverSet
+	http    *http.Client
 	// requestTimeout bounds requests that are not long polls; a long poll is
 	// bounded by its wait plus requestTimeout.
 	requestTimeout time.Duration
@@ -39,12 +43,14 @@ type client struct {
 	refreshMu sync.Mutex // one refresh at a time
 }
 
-func newClient(serverURL string, hc *http.Client, requestTimeout time.Duration) (*client, error) {
-	u, err := NormalizeServerURL(serverURL)
+// newClient returns a client of the servers in serverURLs, a list separated by
+// commas (see ParseServerURLs).
+func newClient(serverURLs string, hc *http.Client, requestTimeout time.Duration, log *slog.Logger) (*client, error) {
+	urls, err := ParseServerURLs(serverURLs)
 	if err != nil {
 		return nil, err
 	}
-	return &client{base: u + api.Prefix, http: hc, requestTimeout: requestTimeout}, nil
+	return &client{servers: newServerSet(urls, log), http: hc, requestTimeout: requestTimeout}, nil
 }
 
 // NormalizeServerURL accepts "host:port" (Kraken's KRAKEN_SERVER_ADDR form) and
@@ -88,14 +94,31 @@ func (c *client) getCredential() string {
 // credential does not interrupt a running job.
 func (c *client) do(ctx context.Context, path string, wait time.Duration, auth bool, body, out any) (int, error) {
 	cred := c.getCredential()
-	status, err := c.send(ctx, path, wait, auth, cred, body, out)
+	status, err := c.sendFailover(ctx, path, wait, auth, cred, body, out)
 	if !auth || status != http.StatusUnauthorized || c.refresh == nil {
 		return status, err
 	}
 	if rerr := c.refreshCredential(ctx, cred); rerr != nil {
 		return status, err
 	}
-	return c.send(ctx, path, wait, auth, c.getCredential(), body, out)
+	return c.sendFailover(ctx, path, wait, auth, c.getCredential(), body, out)
+}
+
+// sendFailover sends the request to the current server and, while it fails
+// over to a server that has not failed recently, to the next one (a held long
+// poll whose connection dropped is held again on the next server at once).
+// Re-sending is safe: every agent call is idempotent or a state update.
+func (c *client) sendFailover(ctx context.Context, path string, wait time.Duration, auth bool, cred string, body, out any) (int, error) {
+	for n := 1; ; n++ {
+		i, base := c.servers.pick()
+		status, err := c.send(ctx, base, path, wait, auth, cred, body, out)
+		if ctx.Err() != nil {
+			return status, err
+		}
+		if !c.servers.report(i, err) || n >= len(c.servers.urls) {
+			return status, err
+		}
+	}
 }
 
 // refreshCredential replaces the rejected credential stale, unless another
@@ -117,12 +140,12 @@ func (c *client) refreshCredential(ctx context.Context, stale string) error {
 // send sends one request with credential cred. body is JSON-encoded unless it is json.RawMessage
 // (sent as is) or []byte (sent raw as application/octet-stream). out, when not nil, receives the JSON answer of a
 // 200. It returns the HTTP status.
-func (c *client) send(ctx context.Context, path string, wait time.Duration, auth bool, cred string, body, out any) (int, error) {
+func (c *client) send(parent context.Context, base, path string, wait time.Duration, auth bool, cred string, body, out any) (int, error) {
 	timeout := c.requestTimeout
 	if wait > 0 {
 		timeout += wait
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
 
 	var rd io.Reader
@@ -141,7 +164,7 @@ func (c *client) send(ctx context.Context, path string, wait time.Duration, auth
 		}
 		rd = bytes.NewReader(data)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, rd)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+api.Prefix+path, rd)
 	if err != nil {
 		return 0, fmt.Errorf("build request: %w", err)
 	}
@@ -154,12 +177,12 @@ func (c *client) send(ctx context.Context, path string, wait time.Duration, auth
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return 0, err // a *url.Error: it names the method and URL
+		return 0, transport(parent, err) // a *url.Error: it names the method and URL
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
-		return resp.StatusCode, fmt.Errorf("POST %s: read response: %w", path, err)
+		return resp.StatusCode, transport(parent, fmt.Errorf("POST %s%s: read response: %w", base, path, err))
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return resp.StatusCode, api.DecodeError(resp.StatusCode, data)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -21,8 +22,9 @@ import (
 // stale_attempt. Long polls (register, work, heartbeat) are held until the
 // state changes or the wait passes, like kkd does.
 type fakeServer struct {
-	t   *testing.T
-	srv *httptest.Server
+	t       *testing.T
+	srv     *httptest.Server
+	handler http.Handler // srv's; listen serves it on more listeners
 
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced on every state change
@@ -33,8 +35,9 @@ type fakeServer struct {
 	issued        int    // credentials issued so far
 	pendingIssue  bool   // authorized, credential not collected yet
 	registrations []api.Register
-	workPolls     []string // Authorization header of each work poll
-	hostInfos     int      // work polls carrying host info
+	workPolls     []string       // Authorization header of each work poll
+	hostInfos     int            // work polls carrying host info
+	hits          map[string]int // requests per listener name (see listen)
 
 	queue        []api.Assignment
 	jobs         map[int64]*fakeJob
@@ -92,6 +95,7 @@ type fakeJob struct {
 	started    bool
 	cancel     bool
 	heartbeats int
+	beats      []time.Time // arrival of each heartbeat
 	steps      map[int][]api.StepResult
 	logs       map[int][][]byte // per step, chunks in seq order (accepted once)
 	complete   *api.CompleteJob
@@ -111,14 +115,15 @@ func newFakeServer(t *testing.T) *fakeServer {
 	mux.HandleFunc("POST "+p+"/jobs/{id}/steps/{idx}", s.auth(s.step))
 	mux.HandleFunc("POST "+p+"/jobs/{id}/complete", s.auth(s.complete))
 	s.assets.routes(s, mux, p) // services_fake_test.go
-	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		refused := s.refuseLocked(w)
 		s.mu.Unlock()
 		if !refused {
 			mux.ServeHTTP(w, r)
 		}
-	}))
+	})
+	s.srv = httptest.NewServer(s.handler)
 	t.Cleanup(s.srv.Close)
 	return s
 }
@@ -371,6 +376,7 @@ func (s *fakeServer) heartbeat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	j.heartbeats++
+	j.beats = append(j.beats, time.Now())
 	s.notifyLocked()
 	// Held until cancelled, fenced off, or the wait passes.
 	s.hold(r, func() bool { return j.cancel || j.attempt != req.Attempt })
@@ -503,4 +509,39 @@ func runAgent(t *testing.T, a *Agent) (stop func() error) {
 	}
 	t.Cleanup(func() { _ = stop() })
 	return stop
+}
+
+// listen serves the fake on another listener at addr ("127.0.0.1:0": a new
+// port), like a second kkd replica on the same database: the state is
+// shared. Requests through it are counted in hits[name]. kill closes the
+// listener and every connection it accepted, held long polls included, as
+// when that replica dies.
+func (s *fakeServer) listen(name, addr string) (url string, kill func()) {
+	s.t.Helper()
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		s.t.Fatalf("listen %s on %s: %v", name, addr, err)
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.update(func(s *fakeServer) {
+			if s.hits == nil {
+				s.hits = map[string]int{}
+			}
+			s.hits[name]++
+		})
+		s.handler.ServeHTTP(w, r)
+	}))
+	_ = srv.Listener.Close()
+	srv.Listener = l
+	srv.Start()
+	var once sync.Once
+	kill = func() {
+		once.Do(func() {
+			_ = srv.Listener.Close() // no new connection from now on
+			srv.CloseClientConnections()
+			srv.Close()
+		})
+	}
+	s.t.Cleanup(kill)
+	return srv.URL, kill
 }

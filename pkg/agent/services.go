@@ -68,6 +68,9 @@ func (s *stepServices) retry(ctx context.Context, what string, try func(ctx cont
 		case errors.Is(err, errCredentialRefreshed) && !refreshed:
 			refreshed = true
 			continue
+		case errors.Is(err, errServerSwitched) && ctx.Err() == nil:
+			s.log.Info("call to kkd failed; sending it to the next server", "call", what, "err", err)
+			continue
 		case jobFatal(err):
 			s.r.abandon(err)
 			return fmt.Errorf("%s: %w", what, err)
@@ -281,9 +284,23 @@ func (c *client) getBody(ctx context.Context, path string, read func(io.Reader) 
 // stream sends one request and returns the 2xx response (its body to be
 // closed by the caller). Non-2xx answers come back as *api.Error; a 401 first
 // refreshes the credential and returns errCredentialRefreshed.
+//
+// The request goes to the current server; when it fails there (see
+// serverSet), the error is wrapped with errServerSwitched if the next server
+// may be tried at once. ctx is the transfer's context (with its idle timer),
+// so a stalled transfer counts as the server's failure too.
 func (c *client) stream(ctx context.Context, method, path string, body io.Reader, size int64) (*http.Response, error) {
+	i, base := c.servers.pick()
+	resp, err := c.streamTo(ctx, base, method, path, body, size)
+	if ctx.Err() != nil && !errors.Is(context.Cause(ctx), errIdle) {
+		return resp, err
+	}
+	return resp, retryAt(err, c.servers.report(i, err))
+}
+
+func (c *client) streamTo(ctx context.Context, base, method, path string, body io.Reader, size int64) (*http.Response, error) {
 	cred := c.getCredential()
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	req, err := http.NewRequestWithContext(ctx, method, base+api.Prefix+path, body)
 	if err != nil {
 		return nil, fmt.Errorf("build request: %w", err)
 	}
@@ -298,7 +315,7 @@ func (c *client) stream(ctx context.Context, method, path string, body io.Reader
 	req.Header.Set("Authorization", "Bearer "+cred)
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, err // a *url.Error: it names the method and URL
+		return nil, &transportError{err} // a *url.Error: it names the method and URL
 	}
 	if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
 		return resp, nil

@@ -1,6 +1,6 @@
 // Package agentcmd is the kkagent command line: it runs jobs for kkd on a build host.
 //
-//	kkagent run -s URL -d DIR [--registration-key KEY] [--group G]... [--name NAME]
+//	kkagent run -s URL[,URL...] -d DIR [--registration-key KEY] [--group G]... [--name NAME]
 //	            [--no-supervisor] [--self-upgrade=false] [--upgrade-check-interval D] [--log-level L]
 //	kkagent worker ...     (hidden: the process `run` supervises; same flags)
 //	kkagent version
@@ -118,7 +118,7 @@ func NewCmdRoot(stdout, stderr io.Writer, getenv func(string) string) *cobra.Com
 
 // runOptions are the flags of `kkagent run` and `kkagent worker`.
 type runOptions struct {
-	server          string
+	servers         []string // -s, repeatable, each a list separated by commas
 	dataDir         string
 	registrationKey string
 	groups          []string
@@ -132,7 +132,12 @@ type runOptions struct {
 
 // addAgentFlags defines the flags the supervisor and the worker share.
 func addAgentFlags(f *pflag.FlagSet, opts *runOptions, getenv func(string) string) {
-	f.StringVarP(&opts.server, "server", "s", getenv("KRAKEN_SERVER_ADDR"), "kkd URL, e.g. http://kkd:6363 (env KRAKEN_SERVER_ADDR)")
+	var defServers []string
+	if env := getenv("KRAKEN_SERVER_ADDR"); env != "" {
+		defServers = []string{env}
+	}
+	f.StringArrayVarP(&opts.servers, "server", "s", defServers,
+		"kkd URL, e.g. http://kkd:6363; several kkd replicas: URL1,URL2 or repeat -s, the agent fails over between them (env KRAKEN_SERVER_ADDR)")
 	f.StringVarP(&opts.dataDir, "data-dir", "d", getenv("KKAGENT_DATA_DIR"),
 		"data dir: identity, credential, workspaces, spools (env KKAGENT_DATA_DIR; default /var/lib/kkagent as root, else ~/.local/share/kkagent)")
 	f.StringVar(&opts.registrationKey, "registration-key", getenv("KKAGENT_REGISTRATION_KEY"),
@@ -206,6 +211,7 @@ func envBool(getenv func(string) string, key string, def bool) bool {
 
 // resolved are the checked options both processes need.
 type resolved struct {
+	servers         []string // normalized kkd base URLs
 	dataDir         string
 	logger          *slog.Logger
 	upgradeInterval time.Duration
@@ -213,11 +219,12 @@ type resolved struct {
 
 // resolve checks the options and builds the logger; errors are usage errors.
 func resolve(opts *runOptions, stderr io.Writer, getenv func(string) string) (resolved, error) {
-	if opts.server == "" {
-		return resolved{}, usageError{errors.New("no server: pass -s URL or set KRAKEN_SERVER_ADDR")}
+	if strings.TrimSpace(strings.Join(opts.servers, "")) == "" {
+		return resolved{}, usageError{errors.New("no server: pass -s URL[,URL...] or set KRAKEN_SERVER_ADDR")}
 	}
-	if _, err := agent.NormalizeServerURL(opts.server); err != nil {
-		return resolved{}, usageError{err}
+	servers, err := agent.ParseServerURLs(opts.servers...)
+	if err != nil {
+		return resolved{}, usageError{fmt.Errorf("-s: %w", err)}
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(opts.logLevel)); err != nil {
@@ -236,7 +243,7 @@ func resolve(opts *runOptions, stderr io.Writer, getenv func(string) string) (re
 		dataDir = d
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	return resolved{dataDir: dataDir, logger: logger, upgradeInterval: interval}, nil
+	return resolved{servers: servers, dataDir: dataDir, logger: logger, upgradeInterval: interval}, nil
 }
 
 // supervise runs `kkagent run`: the supervisor of a `kkagent worker` process
@@ -289,7 +296,7 @@ func runWorker(ctx context.Context, opts *runOptions, stderr io.Writer, getenv f
 		return setupExit(opts, err)
 	}
 	cfg := agent.Config{
-		ServerURL:       opts.server,
+		ServerURL:       strings.Join(res.servers, ","),
 		DataDir:         res.dataDir,
 		Name:            opts.name,
 		RegistrationKey: opts.registrationKey,
@@ -297,19 +304,22 @@ func runWorker(ctx context.Context, opts *runOptions, stderr io.Writer, getenv f
 		Logger:          res.logger,
 		Executors:       executors(ctx, res.dataDir, res.logger),
 	}
+	var a *agent.Agent
 	switch {
 	case !opts.selfUpgrade:
 		res.logger.Info("self-upgrade is off (--self-upgrade=false)")
 	case !opts.supervised:
 		res.logger.Debug("self-upgrade is off: kkagent runs without its supervisor")
 	default:
-		base, _ := agent.NormalizeServerURL(opts.server) // checked by resolve
 		up, err := agentdist.NewUpgrader(agentdist.UpgraderConfig{
-			ServerURL: base,
-			DataDir:   res.dataDir,
-			Version:   version.String(),
-			Logger:    res.logger,
-			Interval:  res.upgradeInterval,
+			ServerURL: res.servers[0],
+			// The upgrader follows the agent's current server; it is only
+			// called by a.Run, after a is set below.
+			CurrentServer: func() string { return a.CurrentServer() },
+			DataDir:       res.dataDir,
+			Version:       version.String(),
+			Logger:        res.logger,
+			Interval:      res.upgradeInterval,
 		})
 		if err != nil {
 			res.logger.Warn("self-upgrade is off", "err", err)
@@ -317,7 +327,7 @@ func runWorker(ctx context.Context, opts *runOptions, stderr io.Writer, getenv f
 			cfg.Upgrader = up
 		}
 	}
-	a, err := agent.New(cfg)
+	a, err = agent.New(cfg)
 	if err != nil {
 		return setupExit(opts, usageError{err})
 	}

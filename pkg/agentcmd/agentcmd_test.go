@@ -37,6 +37,17 @@ func TestExitCodes(t *testing.T) {
 		{name: "no server", args: []string{"run", "-d", dir}, code: 2, stderr: "KRAKEN_SERVER_ADDR"},
 		{name: "bad log level", args: []string{"run", "-s", "x:1", "--log-level", "loud"}, code: 2, stderr: "--log-level"},
 		{name: "bad server", args: []string{"run", "-s", "ftp://x", "-d", dir}, code: 2, stderr: "scheme"},
+		{name: "bad second server named", args: []string{"run", "-s", "127.0.0.1:1,ftp://y", "-d", dir}, code: 2, stderr: `"ftp://y"`},
+		{name: "bad repeated server named", args: []string{"run", "-s", "127.0.0.1:1", "-s", "http://", "-d", dir}, code: 2, stderr: `"http://" has no host`},
+		{name: "bad server in env named", env: map[string]string{"KRAKEN_SERVER_ADDR": "127.0.0.1:1, ftp://z"}, args: []string{"run", "-d", dir}, code: 2, stderr: `"ftp://z"`},
+		{
+			name: "several servers, stopped at once", args: []string{"run", "--no-supervisor", "-s", "127.0.0.1:1,127.0.0.1:2", "-s", "127.0.0.1:3", "-d", filepath.Join(dir, "several")},
+			code: 0, datadir: filepath.Join(dir, "several"),
+		},
+		{
+			name: "several servers in env, supervisor stopped at once", args: []string{"run", "-d", filepath.Join(dir, "sup2")},
+			env: map[string]string{"KRAKEN_SERVER_ADDR": "127.0.0.1:1,127.0.0.1:2"}, code: 0,
+		},
 		{name: "bad upgrade interval", args: []string{"run", "-s", "x:1", "-d", dir, "--upgrade-check-interval", "soon"}, code: 2, stderr: "--upgrade-check-interval"},
 		{name: "supervisor stopped at once", args: []string{"run", "-s", "127.0.0.1:1", "-d", filepath.Join(dir, "sup")}, code: 0},
 		{name: "worker usage error", args: []string{"worker", "--supervised", "-d", dir}, code: 4, stderr: "KRAKEN_SERVER_ADDR"},

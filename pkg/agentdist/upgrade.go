@@ -34,6 +34,10 @@ const (
 type UpgraderConfig struct {
 	// ServerURL is kkd's base URL, http(s)://host[:port][/prefix].
 	ServerURL string
+	// CurrentServer, when set, returns the base URL to use now instead of
+	// ServerURL: the agent's current kkd replica (agent.Agent.CurrentServer),
+	// so checks and downloads follow the agent's failover.
+	CurrentServer func() string
 	// Exe is the running kkagent binary (default: os.Executable()).
 	Exe string
 	// DataDir is the agent's data dir: when the executable's directory is
@@ -213,6 +217,16 @@ func (u *Upgrader) skipSum(sum, why string, level slog.Level) {
 
 var errNoBinary = errors.New("no kkagent binary for this platform")
 
+// server returns the base URL of the kkd to ask now.
+func (u *Upgrader) server() string {
+	if u.cfg.CurrentServer != nil {
+		if s := u.cfg.CurrentServer(); s != "" {
+			return strings.TrimRight(s, "/")
+		}
+	}
+	return u.cfg.ServerURL
+}
+
 func (u *Upgrader) platformQuery() string {
 	return "?" + url.Values{"os": {u.cfg.OS}, "arch": {u.cfg.Arch}}.Encode()
 }
@@ -221,7 +235,7 @@ func (u *Upgrader) platformQuery() string {
 func (u *Upgrader) serverSum(ctx context.Context) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.cfg.ServerURL+SHA256Route+u.platformQuery(), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.server()+SHA256Route+u.platformQuery(), nil)
 	if err != nil {
 		return "", fmt.Errorf("ask kkd for the kkagent checksum: %w", err)
 	}
@@ -248,7 +262,7 @@ func (u *Upgrader) serverSum(ctx context.Context) (string, error) {
 func (u *Upgrader) download(ctx context.Context, path, want string) error {
 	ctx, cancel := context.WithTimeout(ctx, u.cfg.DownloadTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.cfg.ServerURL+BinaryRoute+u.platformQuery(), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.server()+BinaryRoute+u.platformQuery(), nil)
 	if err != nil {
 		return fmt.Errorf("download kkagent: %w", err)
 	}
