@@ -145,6 +145,8 @@ func (e *Error) Is(target error) bool {
 		return e.Code == CodeUnauthorized
 	case ci.ErrInvalid:
 		return e.Code == CodeBadRequest || e.Code == CodeInvalidSchema
+	case ci.ErrUnavailable:
+		return e.Code == CodeUnavailable
 	}
 	return false
 }
@@ -178,6 +180,8 @@ func FromError(err error) *Error {
 		code = CodeUnauthorized
 	case errors.Is(err, ci.ErrForbidden):
 		code = CodeForbidden
+	case errors.Is(err, ci.ErrUnavailable):
+		code = CodeUnavailable
 	}
 	msg := err.Error()
 	if code == CodeInternal {

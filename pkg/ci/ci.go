@@ -23,6 +23,10 @@ var (
 	// ErrStaleAttempt is returned for writes from a job attempt that is no longer
 	// the job's current attempt (fencing). The agent must stop its copy of the job.
 	ErrStaleAttempt = errors.New("stale job attempt")
+	// ErrUnavailable is returned when a dependency kkd cannot work without
+	// (the database) is unreachable for now. The operation may succeed when
+	// repeated later; kkd keeps retrying in the background by itself.
+	ErrUnavailable = errors.New("unavailable")
 )
 
 // FlowKind is CI or DEV.

@@ -524,8 +524,18 @@ func (c *cluster) run(ctx context.Context, bin, data string, cred *syscall.Crede
 // stop shuts the server down (fast shutdown, then SIGKILL after a while) and
 // removes the cluster's directory.
 func (c *cluster) stop() error {
+	errs := []error{c.shutdown()}
+	if err := os.RemoveAll(c.dir); err != nil {
+		errs = append(errs, fmt.Errorf("remove %s: %w", c.dir, err))
+	}
+	return errors.Join(errs...)
+}
+
+// shutdown stops the server (fast shutdown, then SIGKILL after a while) and
+// keeps its directory, so that run can start it again.
+func (c *cluster) shutdown() error {
 	var errs []error
-	if c.cmd != nil && c.cmd.Process != nil {
+	if c.cmd != nil && c.cmd.Process != nil && c.done != nil {
 		_ = c.cmd.Process.Signal(syscall.SIGINT)
 		select {
 		case <-c.done:
@@ -535,9 +545,6 @@ func (c *cluster) stop() error {
 			<-c.done
 			errs = append(errs, errors.New("postgres did not stop within 30s; killed it"))
 		}
-	}
-	if err := os.RemoveAll(c.dir); err != nil {
-		errs = append(errs, fmt.Errorf("remove %s: %w", c.dir, err))
 	}
 	return errors.Join(errs...)
 }

@@ -239,10 +239,14 @@ func (s *Store) connectError(ctx context.Context, c *pgx.ConnConfig, err error) 
 }
 
 // dbErr adds what to do to errors a statement can end with that have a cause
-// outside the store: the statement timeout and a lost server.
+// outside the store: the statement timeout and an unreachable server (which
+// becomes an unreachableError, matching ci.ErrUnavailable).
 func (s *Store) dbErr(err error) error {
 	if err == nil {
 		return nil
+	}
+	if unreachable(err) {
+		return &unreachableError{where: s.where, err: err}
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
@@ -252,14 +256,7 @@ func (s *Store) dbErr(err error) error {
 				s.timeout, err)
 		case pgErr.Code == "55P03" && strings.Contains(pgErr.Message, "lock timeout"):
 			return fmt.Errorf("waited longer than lock_timeout for a row another transaction holds: %w", err)
-		case strings.HasPrefix(pgErr.Code, "08"), pgErr.Code == "57P01", pgErr.Code == "57P02":
-			return fmt.Errorf("lost the connection to PostgreSQL at %s: %w", s.where, err)
 		}
-		return err
-	}
-	var connErr *pgconn.ConnectError
-	if errors.As(err, &connErr) {
-		return fmt.Errorf("cannot reach PostgreSQL at %s: check that the server is running and reachable: %w", s.where, err)
 	}
 	return err
 }
