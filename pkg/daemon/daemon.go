@@ -134,7 +134,8 @@ func Serve(ctx context.Context, o Options) error {
 	analyzer := results.New(results.Config{Store: st, Logger: log.With("component", "results")})
 	eng := engine.New(engine.Config{Store: st, Hub: hub, Dispatcher: disp, Logger: log, MaxAttempts: o.JobRetries + 1,
 		JobDone: archiver.JobCompleted, Results: analyzer})
-	wd := watchdog.New(watchdog.Config{Store: st, Engine: eng, Dispatcher: disp, Logger: log})
+	health := newHealth(st, log, disp, archiver)
+	wd := watchdog.New(watchdog.Config{Store: st, Engine: eng, Dispatcher: disp, Logger: log, Health: health})
 	localKey := auth.NewSecret(24)
 	keys := []string{localKey}
 	if o.RegistrationKey != "" {
@@ -143,11 +144,12 @@ func Serve(ctx context.Context, o Options) error {
 	srv := server.New(server.Config{
 		Store: st, Engine: eng, Dispatcher: disp, Hub: hub, Logger: log, Version: o.Version,
 		Logs: &logs.Service{Store: st, Hub: hub, Logger: log, Blobs: blobs}, RegistrationKeys: keys, Blobs: blobs,
-		AgentBinaries: agentBinaries(o.AgentBinaries, log), Secrets: cipher,
+		AgentBinaries: agentBinaries(o.AgentBinaries, log), Secrets: cipher, Health: health,
 	})
 
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
+	health.Start(runCtx)
 	disp.Start(runCtx)
 	archiver.Start(runCtx)
 	defer func() { // before the store closes; an archive cut short is redone by the next start's sweep
@@ -209,6 +211,7 @@ func Serve(ctx context.Context, o Options) error {
 	<-agentDone
 	<-wd.Done()
 	<-analyzer.Done()
+	<-health.Done()
 	<-disp.Done() // the store is closed (deferred) only after every user of it stopped
 	return nil
 }

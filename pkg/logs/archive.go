@@ -14,6 +14,7 @@ import (
 
 	"github.com/kraken-go/kk/pkg/blob"
 	"github.com/kraken-go/kk/pkg/ci"
+	"github.com/kraken-go/kk/pkg/dbhealth"
 	"github.com/kraken-go/kk/pkg/store"
 )
 
@@ -247,7 +248,7 @@ func (a *Archiver) Start(ctx context.Context) {
 		defer a.wg.Done()
 		n, err := a.Sweep(ctx)
 		if err != nil && ctx.Err() == nil {
-			a.cfg.Logger.Error("log archive sweep failed", "err", err, "archived", n)
+			a.cfg.Logger.Log(ctx, dbhealth.Level(err), "log archive sweep failed", "err", err, "archived", n)
 		} else if n > 0 {
 			a.cfg.Logger.Info("log archive sweep done", "archived", n)
 		}
@@ -284,7 +285,7 @@ func (a *Archiver) JobCompleted(jobID int64) {
 		}
 		defer func() { <-a.sem }()
 		if err := a.archive(ctx, jobID); err != nil && ctx.Err() == nil {
-			a.cfg.Logger.Error("archive job log", "job_id", jobID, "err", err)
+			a.cfg.Logger.Log(ctx, dbhealth.Level(err), "archive job log; the next sweep retries it", "job_id", jobID, "err", err)
 		}
 	}()
 }
@@ -310,7 +311,7 @@ func (a *Archiver) Sweep(ctx context.Context) (int, error) {
 				if ctx.Err() != nil {
 					return n, ctx.Err()
 				}
-				a.cfg.Logger.Error("archive job log", "job_id", id, "err", err)
+				a.cfg.Logger.Log(ctx, dbhealth.Level(err), "archive job log", "job_id", id, "err", err)
 				continue
 			}
 			n++

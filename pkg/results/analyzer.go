@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kraken-go/kk/pkg/ci"
+	"github.com/kraken-go/kk/pkg/dbhealth"
 	"github.com/kraken-go/kk/pkg/store"
 )
 
@@ -132,7 +133,7 @@ func (a *Analyzer) loop(ctx context.Context) {
 				if errors.Is(err, ci.ErrNotFound) {
 					continue // the run was deleted meanwhile
 				}
-				a.cfg.Logger.Error("results analysis failed; retrying later", "run_id", id, "retry_after", a.cfg.RetryAfter, "err", err)
+				a.cfg.Logger.Log(ctx, dbhealth.Level(err), "results analysis failed; retrying later", "run_id", id, "retry_after", a.cfg.RetryAfter, "err", err)
 				time.AfterFunc(a.cfg.RetryAfter, func() { a.Enqueue(id) })
 			}
 		}

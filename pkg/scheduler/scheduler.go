@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/kraken-go/kk/pkg/ci"
+	"github.com/kraken-go/kk/pkg/dbhealth"
 	"github.com/kraken-go/kk/pkg/store"
 )
 
@@ -194,7 +195,7 @@ func (d *Dispatcher) match(ctx context.Context) {
 	jobs, err := d.cfg.Store.ListQueuedJobs(ctx, d.cfg.Batch)
 	if err != nil {
 		if ctx.Err() == nil {
-			d.cfg.Logger.Error("list queued jobs", "err", err)
+			d.cfg.Logger.Log(ctx, dbhealth.Level(err), "list queued jobs", "err", err)
 			d.retryLater()
 		}
 		return
@@ -225,7 +226,7 @@ func (d *Dispatcher) match(ctx context.Context) {
 			keep := errors.Is(err, ci.ErrConflict) && d.agentCanWork(ctx, agentID)
 			d.release(w, keep)
 			if !errors.Is(err, ci.ErrConflict) && ctx.Err() == nil {
-				d.cfg.Logger.Error("claim job", "job_id", j.ID, "agent_id", agentID, "err", err)
+				d.cfg.Logger.Log(ctx, dbhealth.Level(err), "claim job", "job_id", j.ID, "agent_id", agentID, "err", err)
 				d.retryLater()
 			}
 		}

@@ -24,6 +24,7 @@ import (
 	"github.com/kraken-go/kk/pkg/auth"
 	"github.com/kraken-go/kk/pkg/blob"
 	"github.com/kraken-go/kk/pkg/ci"
+	"github.com/kraken-go/kk/pkg/dbhealth"
 	"github.com/kraken-go/kk/pkg/engine"
 	"github.com/kraken-go/kk/pkg/logs"
 	"github.com/kraken-go/kk/pkg/notify"
@@ -53,6 +54,10 @@ type Config struct {
 	Now     func() time.Time
 	// Secrets seals and opens project secrets; nil: secrets cannot be stored.
 	Secrets *secrets.Cipher
+	// Health tracks database outages: /healthz reports them and requests
+	// that run into one (503 unavailable) report it instead of logging an
+	// error each. Nil: the database is taken to be always reachable.
+	Health *dbhealth.Monitor
 }
 
 // Server serves the API.
@@ -174,9 +179,7 @@ func (s *Server) routes() {
 	s.mux.Handle("GET "+agentdist.SHA256Route, bins)
 	s.mux.Handle("GET /install/kraken-agent-install.sh", agentinstall.ScriptHandler(nil))
 
-	pub("GET /healthz", func(w http.ResponseWriter, r *http.Request) error {
-		return writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "version": s.cfg.Version})
-	})
+	pub("GET /healthz", s.healthz)
 	pub("/", func(w http.ResponseWriter, r *http.Request) error {
 		return api.Errorf(http.StatusNotFound, api.CodeNotFound, "no route %s %s: see the API routes in docs/api.md", r.Method, r.URL.Path)
 	})
@@ -209,7 +212,11 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		err = api.Errorf(http.StatusServiceUnavailable, api.CodeUnavailable, "the request was interrupted (kkd is shutting down or the client went away): retry it")
 	}
 	ae := api.FromError(err)
-	if ae.Status >= 500 {
+	var apiErr *api.Error
+	if !errors.As(err, &apiErr) && s.cfg.Health.Report(err) {
+		// A database outage: the monitor logs it once, not per request.
+		s.cfg.Logger.Debug("request failed: database unreachable", "method", r.Method, "path", r.URL.Path, "err", err)
+	} else if ae.Status >= 500 {
 		s.cfg.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	_ = writeJSON(w, ae.Status, api.ErrorBody{Error: *ae})

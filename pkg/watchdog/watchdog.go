@@ -15,6 +15,14 @@
 // On Start every active job's lease is extended by RestartGrace (two lease
 // periods by default), so agents, whose reconnect backoff is capped at 30 s,
 // get time to reconnect after a kkd restart before their jobs are requeued.
+//
+// A database outage is handled the same way: while the database is
+// unreachable (Config.Health says so, or a check of the watchdog failed with
+// ci.ErrUnavailable) no lease is judged, since heartbeats could not be
+// recorded; once it is reachable again, before any lease is judged, every
+// active job's lease is extended to OutageGrace from then, so agents, which
+// retry their heartbeats with backoff, renew them before jobs are requeued.
+// The outage is logged by the Health monitor, not once per check.
 package watchdog
 
 import (
@@ -24,6 +32,7 @@ import (
 	"time"
 
 	"github.com/kraken-go/kk/pkg/ci"
+	"github.com/kraken-go/kk/pkg/dbhealth"
 	"github.com/kraken-go/kk/pkg/engine"
 	"github.com/kraken-go/kk/pkg/scheduler"
 	"github.com/kraken-go/kk/pkg/store"
@@ -45,12 +54,22 @@ type Config struct {
 	// RestartGrace is how long after Start the leases of active jobs last
 	// (default: two lease periods).
 	RestartGrace time.Duration
+	// OutageGrace is how long after a database outage ends the leases of
+	// active jobs last (default: RestartGrace).
+	OutageGrace time.Duration
+	// Health reports database outages (nil: the watchdog only notices those
+	// its own checks run into).
+	Health *dbhealth.Monitor
 }
 
 // Watchdog runs the checks.
 type Watchdog struct {
 	cfg  Config
 	done chan struct{}
+
+	// Owned by Check's goroutine.
+	recoveries uint64 // Health's Recoveries when last looked at
+	outage     bool   // leases are not to be judged until extended
 }
 
 // New returns a watchdog with defaults filled in.
@@ -70,24 +89,18 @@ func New(cfg Config) *Watchdog {
 	if cfg.RestartGrace <= 0 {
 		cfg.RestartGrace = 2 * cfg.Dispatcher.Lease()
 	}
+	if cfg.OutageGrace <= 0 {
+		cfg.OutageGrace = cfg.RestartGrace
+	}
 	return &Watchdog{cfg: cfg, done: make(chan struct{})}
 }
 
 // Start extends active leases by RestartGrace, then checks every Interval
 // until ctx is done.
 func (w *Watchdog) Start(ctx context.Context) error {
-	active, err := w.cfg.Store.ListActiveJobs(ctx)
-	if err != nil {
+	w.recoveries = w.cfg.Health.State().Recoveries
+	if err := w.extendLeases(ctx, w.cfg.Now().Add(w.cfg.RestartGrace), "start"); err != nil {
 		return err
-	}
-	until := w.cfg.Now().Add(w.cfg.RestartGrace)
-	for _, j := range active {
-		if j.LeaseUntil != nil && j.LeaseUntil.After(until) {
-			continue
-		}
-		if _, err := w.cfg.Store.RenewLease(ctx, j.ID, j.Attempt, until); err != nil {
-			w.cfg.Logger.Warn("extend lease at start", "job_id", j.ID, "err", err)
-		}
 	}
 	go func() {
 		defer close(w.done)
@@ -108,11 +121,61 @@ func (w *Watchdog) Start(ctx context.Context) error {
 // Done is closed when the loop has stopped.
 func (w *Watchdog) Done() <-chan struct{} { return w.done }
 
+// extendLeases makes every active job's lease last at least until until.
+// It fails only when the active jobs cannot be listed.
+func (w *Watchdog) extendLeases(ctx context.Context, until time.Time, why string) error {
+	active, err := w.cfg.Store.ListActiveJobs(ctx)
+	if err != nil {
+		return err
+	}
+	for _, j := range active {
+		if j.LeaseUntil != nil && j.LeaseUntil.After(until) {
+			continue
+		}
+		if _, err := w.cfg.Store.RenewLease(ctx, j.ID, j.Attempt, until); err != nil &&
+			!errors.Is(err, ci.ErrStaleAttempt) && !errors.Is(err, ci.ErrNotFound) {
+			if errors.Is(err, ci.ErrUnavailable) {
+				return err
+			}
+			w.cfg.Logger.Warn("extend lease after "+why, "job_id", j.ID, "err", err)
+		}
+	}
+	return nil
+}
+
 // Check runs every check once.
 func (w *Watchdog) Check(ctx context.Context) {
 	now := w.cfg.Now().UTC()
-	w.checkLeases(ctx, now)
+	if w.leasesJudgeable(ctx, now) {
+		w.checkLeases(ctx, now)
+	}
 	w.checkActive(ctx, now)
+}
+
+// leasesJudgeable reports whether expired leases may be acted on: not during
+// a database outage, and after one only once every active lease has been
+// extended by OutageGrace.
+func (w *Watchdog) leasesJudgeable(ctx context.Context, now time.Time) bool {
+	st := w.cfg.Health.State()
+	if !st.Up {
+		w.outage = true
+		return false
+	}
+	if st.Recoveries != w.recoveries {
+		w.recoveries = st.Recoveries
+		w.outage = true
+	}
+	if !w.outage {
+		return true
+	}
+	if err := w.extendLeases(ctx, now.Add(w.cfg.OutageGrace), "a database outage"); err != nil {
+		w.logErr(ctx, "extend leases after a database outage", err)
+		return false
+	}
+	w.outage = false
+	w.cfg.Logger.Info("database outage over: extended the leases of active jobs so their agents can renew them",
+		"grace", w.cfg.OutageGrace)
+	return true
 }
 
 func (w *Watchdog) checkLeases(ctx context.Context, now time.Time) {
@@ -161,8 +224,18 @@ func (w *Watchdog) checkActive(ctx context.Context, now time.Time) {
 	}
 }
 
+// logErr logs a failed check. A database outage is not logged here (the
+// Health monitor logs it once) but stops lease judgement until it is over.
 func (w *Watchdog) logErr(ctx context.Context, msg string, err error, args ...any) {
-	if ctx.Err() == nil {
-		w.cfg.Logger.Error(msg, append(args, "err", err)...)
+	if ctx.Err() != nil {
+		return
 	}
+	if errors.Is(err, ci.ErrUnavailable) {
+		w.outage = true
+		if !w.cfg.Health.Report(err) {
+			w.cfg.Logger.Debug(msg, append(args, "err", err)...)
+		}
+		return
+	}
+	w.cfg.Logger.Error(msg, append(args, "err", err)...)
 }
