@@ -618,3 +618,50 @@ func TestTables(t *testing.T) {
 		checkFK("postgres", fk[0], fk[1])
 	}
 }
+
+// BenchmarkCopy copies a database with 10,000 flows with a run each and
+// 2,000 log chunks of 64 KiB (125 MiB of logs):
+//
+//	go test ./pkg/store/dbcopy -run '^$' -bench Copy -benchtime 1x
+func BenchmarkCopy(b *testing.B) {
+	ctx := b.Context()
+	path := filepath.Join(b.TempDir(), "kk.db")
+	s, err := sqlite.Open(ctx, path, nil)
+	require.NoError(b, err)
+	p := ci.Project{Name: "p"}
+	require.NoError(b, s.CreateProject(ctx, &p))
+	br := ci.Branch{ProjectID: p.ID, Name: "main"}
+	require.NoError(b, s.CreateBranch(ctx, &br))
+	var job *ci.Job
+	for i := range 10000 {
+		f := ci.Flow{BranchID: br.ID, Kind: ci.FlowCI, Args: map[string]string{"i": fmt.Sprint(i)}}
+		require.NoError(b, s.CreateFlow(ctx, &f))
+		j := &ci.Job{Name: "j", Group: ci.GroupAll, System: ci.SystemAny, Executor: ci.ExecutorLocal, Steps: []ci.Step{{Tool: "shell"}}}
+		r := ci.Run{FlowID: f.ID, StageName: "build", State: ci.RunInProgress}
+		require.NoError(b, s.CreateRun(ctx, &r, []*ci.Job{j}))
+		job = j
+	}
+	a, err := s.RegisterAgent(ctx, ci.Agent{UUID: "u", Name: "a"}, now())
+	require.NoError(b, err)
+	_, err = s.UpdateAgent(ctx, a.ID, store.AgentUpdate{Authorized: new(true)})
+	require.NoError(b, err)
+	_, err = s.ClaimJob(ctx, job.ID, a.ID, time.Hour)
+	require.NoError(b, err)
+	data := bytes.Repeat([]byte("log line of a build step\n"), 64<<10/25)
+	for seq := range int64(2000) {
+		_, err := s.AppendLog(ctx, ci.LogChunk{JobID: job.ID, Attempt: 1, Seq: seq, Data: data})
+		require.NoError(b, err)
+	}
+	require.NoError(b, s.Close())
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		url := pgtest.URL(b)
+		b.StartTimer()
+		var progress bytes.Buffer
+		st, err := Copy(ctx, Config{SQLitePath: path, PostgresURL: url, Progress: &progress})
+		require.NoError(b, err)
+		b.ReportMetric(float64(st.Rows)/st.Elapsed.Seconds(), "rows/s")
+		b.Logf("\n%s", progress.String())
+	}
+}
