@@ -54,7 +54,7 @@ func NewCmdRoot(stdout, stderr io.Writer, version string) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newCmdServe(stdout, stderr, version), newCmdMigrate(stdout, stderr), &cobra.Command{
+	root.AddCommand(newCmdServe(stdout, stderr, version), newCmdMigrate(stdout, stderr), newCmdDB(stdout, stderr), &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
 		Args:  cobra.NoArgs,
