@@ -24,6 +24,7 @@ import (
 	"github.com/kraken-go/kk/pkg/auth"
 	"github.com/kraken-go/kk/pkg/ci"
 	"github.com/kraken-go/kk/pkg/engine"
+	"github.com/kraken-go/kk/pkg/leader"
 	"github.com/kraken-go/kk/pkg/logs"
 	"github.com/kraken-go/kk/pkg/notify"
 	"github.com/kraken-go/kk/pkg/scheduler"
@@ -135,9 +136,10 @@ func Serve(ctx context.Context, o Options) error {
 	}
 
 	hub := notify.New()
-	disp := scheduler.New(scheduler.Config{Store: st, Logger: log, Lease: o.Lease})
+	bridge, elector, replica := replication(st, log)
+	hub.SetBridge(bridge)
+	disp := scheduler.New(scheduler.Config{Store: st, Logger: log, Lease: o.Lease, Hub: hub})
 	eng := engine.New(engine.Config{Store: st, Hub: hub, Dispatcher: disp, Logger: log, MaxAttempts: o.JobRetries + 1})
-	wd := watchdog.New(watchdog.Config{Store: st, Engine: eng, Dispatcher: disp, Logger: log})
 	localKey := auth.NewSecret(24)
 	keys := []string{localKey}
 	if o.RegistrationKey != "" {
@@ -152,9 +154,31 @@ func Serve(ctx context.Context, o Options) error {
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	disp.Start(runCtx)
-	if err := wd.Start(runCtx); err != nil {
-		return fmt.Errorf("start watchdog: %w", err)
-	}
+	bridgeDone := make(chan struct{})
+	go func() {
+		defer close(bridgeDone)
+		if err := bridge.Run(runCtx, hub); err != nil {
+			log.Error("notify bridge stopped", "err", err)
+		}
+	}()
+	leaderDone := make(chan struct{})
+	go func() {
+		defer close(leaderDone)
+		// Leader-only work: one replica at a time (always this one on SQLite).
+		err := elector.Run(runCtx, func(ctx context.Context) error {
+			log.Info("leader: starting the watchdog", "replica_id", replica)
+			wd := watchdog.New(watchdog.Config{Store: st, Engine: eng, Dispatcher: disp, Logger: log})
+			if err := wd.Start(ctx); err != nil {
+				return fmt.Errorf("start watchdog: %w", err)
+			}
+			<-wd.Done()
+			log.Info("leader: watchdog stopped", "replica_id", replica)
+			return ctx.Err()
+		})
+		if err != nil {
+			log.Error("leader election stopped", "err", err)
+		}
+	}()
 
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {
@@ -202,9 +226,24 @@ func Serve(ctx context.Context, o Options) error {
 		log.Warn("http shutdown", "err", err)
 	}
 	<-agentDone
-	<-wd.Done()
+	<-leaderDone
+	<-bridgeDone
 	<-disp.Done() // the store is closed (deferred) only after every user of it stopped
 	return nil
+}
+
+// replication returns how this kkd shares wake-ups with and elects a leader
+// among the replicas on its database, and its replica id (random per start,
+// logged). On SQLite kkd is alone: no bridge, always the leader.
+func replication(st store.Store, log *slog.Logger) (notify.Bridge, leader.Elector, string) {
+	replica := auth.NewSecret(8)
+	pg, ok := st.(*postgres.Store)
+	if !ok {
+		return notify.NoBridge{}, leader.Always{Logger: log}, replica
+	}
+	log.Info("kkd replica", "replica_id", replica)
+	return pg.NewBridge(postgres.BridgeConfig{ReplicaID: replica, Logger: log}),
+		pg.NewElector(postgres.ElectorConfig{ReplicaID: replica, Logger: log}), replica
 }
 
 // agentBinaries locates the kkagent binaries kkd serves.
