@@ -21,7 +21,8 @@ const leaderLog = "leader: starting the watchdog"
 
 // TestReplicas runs two kkd replicas on one PostgreSQL database: a job queued
 // through replica B reaches an agent waiting on replica A at once, `kk job
-// logs -f` through B follows the job whose agent talks to A, and when the
+// logs -f` through B follows the job whose agent talks to A, a cancel through
+// B reaches that agent at once, and when the
 // leader is killed the other replica takes over the watchdog within 15 s.
 func TestReplicas(t *testing.T) {
 	t.Parallel()
@@ -38,11 +39,17 @@ func TestReplicas(t *testing.T) {
     return {
         "parent": "root",
         "triggers": {"parent": True},
+        "parameters": [{"name": "mode", "type": "string", "default": "tail"}],
         "jobs": [{
             "name": "live",
             "timeout": 300,
             "steps": [{"tool": "shell", "script": """
-for i in 1 2 3 4 5 6; do echo "tick $i $(date +%s%N)"; sleep 0.4; done
+if [ "#{args.mode}" = "tail" ]; then
+  for i in 1 2 3 4 5 6; do echo "tick $i $(date +%s%N)"; sleep 0.4; done
+else
+  echo "sleeping"
+  sleep 1000
+fi
 """}],
             "environments": [{"agents_group": "all", "system": "any", "config": "default"}],
         }],
@@ -92,6 +99,18 @@ for i in 1 2 3 4 5 6; do echo "tick $i $(date +%s%N)"; sleep 0.4; done
 	t.Logf("follower on B: worst print-to-follower latency %s", worst)
 	require.Less(t, worst, 2*time.Second, "lines must reach the follower on B while the step runs (its fallback poll is 5 s)")
 	waitFor(t, 20*time.Second, "the flow to complete", func() bool { return a.flow(f.ID).State == "completed" })
+
+	// A cancel through B reaches the heartbeat the agent holds on A (held
+	// for up to 10 s) at once.
+	b.okJSON(&f, "flow", "run", "live/main", "--arg", "mode=sleep")
+	sleeper := strconv.FormatInt(f.Runs[0].Jobs[0].ID, 10)
+	waitFor(t, 20*time.Second, "the sleeper to run", func() bool { return strings.Contains(b.ok("job", "logs", sleeper), "sleeping") })
+	cancelled := time.Now()
+	b.ok("job", "cancel", sleeper)
+	waitFor(t, 15*time.Second, "the job to be cancelled", func() bool { return b.flow(f.ID).Runs[0].Jobs[0].State == "completed" })
+	t.Logf("cancel through B, agent on A: completed after %s", time.Since(cancelled))
+	require.Less(t, time.Since(cancelled), 5*time.Second, "the cancel must reach the agent's heartbeat held by A at once")
+	require.Equal(t, "cancelled", b.flow(f.ID).Runs[0].Jobs[0].Result)
 
 	// Kill the leader: the other replica takes over within 15 s.
 	leaderC, follower := a, b
