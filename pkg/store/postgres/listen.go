@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -212,9 +213,7 @@ func (b *Bridge) listenLoop(ctx context.Context, hub *notify.Hub) {
 
 // listen opens the dedicated connection and LISTENs.
 func (b *Bridge) listen(ctx context.Context) (*pgx.Conn, error) {
-	cc := b.s.pool.Config().ConnConfig.Copy()
-	cc.RuntimeParams["application_name"] = appName("kkd-listen", b.cfg.ReplicaID)
-	conn, err := pgx.ConnectConfig(ctx, cc)
+	conn, err := pgx.ConnectConfig(ctx, b.s.dedicatedConfig(appName("kkd-listen", b.cfg.ReplicaID)))
 	if err != nil {
 		return nil, fmt.Errorf("connect to PostgreSQL at %s: %w", b.s.where, err)
 	}
@@ -262,4 +261,17 @@ func appName(what, replica string) string {
 		n = n[:63]
 	}
 	return n
+}
+
+// dedicatedConfig is the config of a connection outside the pool (listener,
+// leader lock): the pool's settings, the given application_name, and TCP
+// keepalives that notice a silently lost server within about 25 s (such a
+// connection may be idle for hours).
+func (s *Store) dedicatedConfig(app string) *pgx.ConnConfig {
+	cc := s.pool.Config().ConnConfig.Copy()
+	cc.RuntimeParams["application_name"] = app
+	ka := net.KeepAliveConfig{Enable: true, Idle: 10 * time.Second, Interval: 5 * time.Second, Count: 3}
+	d := &net.Dialer{Timeout: cc.ConnectTimeout, KeepAliveConfig: ka}
+	cc.DialFunc = d.DialContext
+	return cc
 }

@@ -170,9 +170,7 @@ func (e *Elector) lead(ctx context.Context, conn *pgx.Conn, fn func(ctx context.
 
 // connect opens the dedicated lock connection.
 func (e *Elector) connect(ctx context.Context) (*pgx.Conn, error) {
-	cc := e.s.pool.Config().ConnConfig.Copy()
-	cc.RuntimeParams["application_name"] = appName("kkd-leader", e.cfg.ReplicaID)
-	conn, err := pgx.ConnectConfig(ctx, cc)
+	conn, err := pgx.ConnectConfig(ctx, e.s.dedicatedConfig(appName("kkd-leader", e.cfg.ReplicaID)))
 	if err != nil {
 		return nil, fmt.Errorf("connect to PostgreSQL at %s: %w", e.s.where, err)
 	}
