@@ -48,10 +48,11 @@ type BridgeConfig struct {
 // (a key queued twice is sent once) and sends it with pg_notify on
 // EventsChannel through the store's pool, as payloads "REPLICA\nKEY\nKEY..."
 // of at most 4000 bytes. A dedicated connection (application_name
-// "kkd-listen REPLICA") LISTENs and delivers the other replicas' keys to the hub. When
-// that connection fails, the bridge reconnects with backoff and, once it
-// listens again, wakes every subscriber (Hub.DeliverAll) and the dispatcher
-// (notify.DispatchKey), because events of the gap are lost.
+// "kkd-listen REPLICA") LISTENs and delivers the other replicas' keys to the
+// hub. When that connection fails, the bridge reconnects with backoff. Each
+// time it starts listening (the first time, and after every reconnect) it
+// wakes every subscriber (Hub.DeliverAll) and the dispatcher
+// (notify.DispatchKey), because events sent while it did not listen are lost.
 type Bridge struct {
 	s   *Store
 	cfg BridgeConfig
@@ -191,15 +192,15 @@ func (b *Bridge) listenLoop(ctx context.Context, hub *notify.Hub) {
 		}
 		backoff = b.cfg.ReconnectMin
 		if connected {
-			// Events sent while we did not listen are lost: everything may
-			// have changed.
 			b.cfg.Logger.Info("notify bridge: listening again; waking every follower and the dispatcher")
-			hub.DeliverAll()
-			hub.Deliver(notify.DispatchKey)
 		} else {
 			b.cfg.Logger.Debug("notify bridge: listening", "channel", EventsChannel)
 		}
 		connected = true
+		// Events sent while we did not listen (before the first LISTEN, or
+		// while reconnecting) are lost: everything may have changed.
+		hub.DeliverAll()
+		hub.Deliver(notify.DispatchKey)
 		err = b.receive(ctx, conn, hub)
 		closeCtx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = conn.Close(closeCtx)

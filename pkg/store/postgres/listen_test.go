@@ -26,8 +26,13 @@ func startReplica(t *testing.T, url, id string) *replica {
 	t.Helper()
 	st := openURL(t, Config{URL: url})
 	hub := notify.New()
-	b := st.NewBridge(BridgeConfig{ReplicaID: id, ReconnectMin: 10 * time.Millisecond, ReconnectMax: 100 * time.Millisecond})
+	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})).With("replica_id", id)
+	b := st.NewBridge(BridgeConfig{ReplicaID: id, Logger: log, ReconnectMin: 10 * time.Millisecond, ReconnectMax: 100 * time.Millisecond})
 	hub.SetBridge(b)
+	// The bridge wakes everyone once it listens: wait for that, so it cannot
+	// wake the test's subscribers later.
+	probe, unP := hub.Subscribe("probe")
+	defer unP()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- b.Run(ctx, hub) }()
@@ -35,6 +40,7 @@ func startReplica(t *testing.T, url, id string) *replica {
 		cancel()
 		require.NoError(t, <-done)
 	})
+	recv(t, probe, "the start-up wake-up of "+id)
 	r := &replica{id: id, st: st, hub: hub, bridge: b}
 	r.waitListening(t)
 	return r
@@ -46,13 +52,15 @@ func (r *replica) listenerPID(t *testing.T) int {
 	t.Helper()
 	var pid int
 	err := r.st.pool.QueryRow(t.Context(), `SELECT coalesce(max(pid), 0) FROM pg_stat_activity
-		WHERE application_name = $1 AND datname = current_database() AND query ILIKE 'LISTEN%'`,
+		WHERE application_name = $1 AND datname = current_database()
+		AND state = 'idle' AND query ILIKE 'LISTEN%'`,
 		appName("kkd-listen", r.id)).Scan(&pid)
 	require.NoError(t, err)
 	return pid
 }
 
-// waitListening waits until the replica's listener has issued LISTEN.
+// waitListening waits until the replica's listener has LISTENed (its
+// backend is idle after the LISTEN).
 func (r *replica) waitListening(t *testing.T) int {
 	t.Helper()
 	var pid int
@@ -125,7 +133,6 @@ func TestBridgeReconnects(t *testing.T) {
 	defer unF()
 	disp, unD := b.hub.Subscribe(notify.DispatchKey)
 	defer unD()
-
 	old := b.listenerPID(t)
 	var ok bool
 	require.NoError(t, a.st.pool.QueryRow(t.Context(), `SELECT pg_terminate_backend($1)`, old).Scan(&ok))
@@ -135,7 +142,8 @@ func TestBridgeReconnects(t *testing.T) {
 	// listens again.
 	recv(t, follower, "the reconnect wake-up of a log follower")
 	recv(t, disp, "the reconnect wake-up of the dispatcher")
-	require.NotEqual(t, old, b.waitListening(t))
+	require.Eventually(t, func() bool { pid := b.listenerPID(t); return pid != 0 && pid != old }, 10*time.Second, 5*time.Millisecond,
+		"B never listened on a new connection")
 
 	a.hub.Publish("job:1")
 	recv(t, follower, "an event after the reconnect")
