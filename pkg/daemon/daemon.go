@@ -25,6 +25,7 @@ import (
 	"github.com/kraken-go/kk/pkg/blob"
 	"github.com/kraken-go/kk/pkg/ci"
 	"github.com/kraken-go/kk/pkg/engine"
+	"github.com/kraken-go/kk/pkg/leader"
 	"github.com/kraken-go/kk/pkg/logs"
 	"github.com/kraken-go/kk/pkg/notify"
 	"github.com/kraken-go/kk/pkg/results"
@@ -86,6 +87,35 @@ func OpenStore(ctx context.Context, dbURL string, logger *slog.Logger) (store.St
 	return nil, fmt.Errorf("database URL %q: unknown scheme %q: use sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DB", redactURL(dbURL), u.Scheme)
 }
 
+// archiveSweepEvery is how often the leader archives the logs of jobs that
+// completed on other replicas (or whose archive failed).
+const archiveSweepEvery = 30 * time.Second
+
+// leaderWork is the work one replica does at a time: the watchdog and the log
+// archiver (two archivers writing one job's archive could overwrite a complete
+// archive with one cut short by the other's chunk deletion). It returns when
+// ctx ends (leadership lost or kkd stopping).
+func leaderWork(ctx context.Context, log *slog.Logger, replica string, wcfg watchdog.Config, archiver *logs.Archiver) error {
+	log.Info("leader: starting the watchdog and the log archiver", "replica_id", replica)
+	wd := watchdog.New(wcfg)
+	if err := wd.Start(ctx); err != nil {
+		return fmt.Errorf("start watchdog: %w", err)
+	}
+	archiver.Start(ctx) // sweeps what is left to archive
+	defer archiver.Stop()
+	t := time.NewTicker(archiveSweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-wd.Done():
+			log.Info("leader: watchdog and log archiver stopped", "replica_id", replica)
+			return ctx.Err()
+		case <-t.C:
+			archiver.Resweep()
+		}
+	}
+}
+
 // Serve runs kkd until ctx is done.
 func Serve(ctx context.Context, o Options) error {
 	log := o.Logger
@@ -129,13 +159,14 @@ func Serve(ctx context.Context, o Options) error {
 	}
 
 	hub := notify.New()
-	disp := scheduler.New(scheduler.Config{Store: st, Logger: log, Lease: o.Lease})
+	bridge, elector, replica := replication(st, log)
+	hub.SetBridge(bridge)
+	disp := scheduler.New(scheduler.Config{Store: st, Logger: log, Lease: o.Lease, Hub: hub})
 	archiver := logs.NewArchiver(logs.ArchiverConfig{Store: st, Blobs: blobs, Logger: log.With("component", "log-archiver")})
 	analyzer := results.New(results.Config{Store: st, Logger: log.With("component", "results")})
 	eng := engine.New(engine.Config{Store: st, Hub: hub, Dispatcher: disp, Logger: log, MaxAttempts: o.JobRetries + 1,
 		JobDone: archiver.JobCompleted, Results: analyzer})
 	health := newHealth(st, log, disp, archiver)
-	wd := watchdog.New(watchdog.Config{Store: st, Engine: eng, Dispatcher: disp, Logger: log, Health: health})
 	localKey := auth.NewSecret(24)
 	keys := []string{localKey}
 	if o.RegistrationKey != "" {
@@ -151,17 +182,27 @@ func Serve(ctx context.Context, o Options) error {
 	defer stop()
 	health.Start(runCtx)
 	disp.Start(runCtx)
-	archiver.Start(runCtx)
-	defer func() { // before the store closes; an archive cut short is redone by the next start's sweep
-		stop()
-		archiver.Stop()
-	}()
-	if err := wd.Start(runCtx); err != nil {
-		return fmt.Errorf("start watchdog: %w", err)
-	}
 	if err := analyzer.Start(runCtx); err != nil { // also resumes what a crash left unanalysed
 		return err
 	}
+	bridgeDone := make(chan struct{})
+	go func() {
+		defer close(bridgeDone)
+		if err := bridge.Run(runCtx, hub); err != nil {
+			log.Error("notify bridge stopped", "err", err)
+		}
+	}()
+	leaderDone := make(chan struct{})
+	go func() {
+		defer close(leaderDone)
+		// Leader-only work: one replica at a time (always this one on SQLite).
+		err := elector.Run(runCtx, func(ctx context.Context) error {
+			return leaderWork(ctx, log, replica, watchdog.Config{Store: st, Engine: eng, Dispatcher: disp, Logger: log, Health: health}, archiver)
+		})
+		if err != nil {
+			log.Error("leader election stopped", "err", err)
+		}
+	}()
 
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {
@@ -209,11 +250,26 @@ func Serve(ctx context.Context, o Options) error {
 		log.Warn("http shutdown", "err", err)
 	}
 	<-agentDone
-	<-wd.Done()
+	<-leaderDone
+	<-bridgeDone
 	<-analyzer.Done()
 	<-health.Done()
 	<-disp.Done() // the store is closed (deferred) only after every user of it stopped
 	return nil
+}
+
+// replication returns how this kkd shares wake-ups with and elects a leader
+// among the replicas on its database, and its replica id (random per start,
+// logged). On SQLite kkd is alone: no bridge, always the leader.
+func replication(st store.Store, log *slog.Logger) (notify.Bridge, leader.Elector, string) {
+	replica := auth.NewSecret(8)
+	pg, ok := st.(*postgres.Store)
+	if !ok {
+		return notify.NoBridge{}, leader.Always{Logger: log}, replica
+	}
+	log.Info("kkd replica", "replica_id", replica)
+	return pg.NewBridge(postgres.BridgeConfig{ReplicaID: replica, Logger: log}),
+		pg.NewElector(postgres.ElectorConfig{ReplicaID: replica, Logger: log}), replica
 }
 
 // agentBinaries locates the kkagent binaries kkd serves.

@@ -1,6 +1,7 @@
 package notify
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"testing"
@@ -105,4 +106,55 @@ func TestHubCases(t *testing.T) {
 			tc.run(t, New())
 		})
 	}
+}
+
+// recBridge records what the hub sends.
+type recBridge struct {
+	mu   sync.Mutex
+	sent []string
+}
+
+func (b *recBridge) Send(key string) {
+	b.mu.Lock()
+	b.sent = append(b.sent, key)
+	b.mu.Unlock()
+}
+
+func (b *recBridge) Run(ctx context.Context, _ *Hub) error {
+	<-ctx.Done()
+	return nil
+}
+
+func TestHubBridge(t *testing.T) {
+	t.Parallel()
+	h := New()
+	b := &recBridge{}
+	h.SetBridge(b)
+	k, unK := h.Subscribe("k")
+	defer unK()
+	x, unX := h.Subscribe("x")
+	defer unX()
+
+	h.Publish("k") // local and remote
+	<-k
+	h.Forward(DispatchKey) // remote only
+	h.Deliver("x")         // local only (a remote key)
+	<-x
+	select {
+	case <-k:
+		t.Fatal("Forward and Deliver of other keys must not wake k")
+	default:
+	}
+	h.DeliverAll()
+	<-k
+	<-x
+	b.mu.Lock()
+	require.Equal(t, []string{"k", DispatchKey}, b.sent, "only Publish and Forward reach the bridge")
+	b.mu.Unlock()
+
+	var nb NoBridge
+	nb.Send("k")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.NoError(t, nb.Run(ctx, h))
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/kraken-go/kk/pkg/ci"
 	"github.com/kraken-go/kk/pkg/dbhealth"
+	"github.com/kraken-go/kk/pkg/notify"
 	"github.com/kraken-go/kk/pkg/store"
 )
 
@@ -35,6 +36,11 @@ type Config struct {
 	Lease time.Duration
 	// Batch is how many queued jobs one matching pass looks at (default 1000).
 	Batch int
+	// Hub, when set, carries kicks between kkd replicas: Kick also signals
+	// notify.DispatchKey on the other replicas (Hub.Forward), and a signal of
+	// that key from another replica (or a bridge's catch-up wake-up) runs a
+	// matching pass here.
+	Hub *notify.Hub
 }
 
 // Dispatcher matches queued jobs to waiting agents.
@@ -78,18 +84,26 @@ func (d *Dispatcher) Done() <-chan struct{} { return d.done }
 
 // Start runs the matching loop until ctx is done.
 func (d *Dispatcher) Start(ctx context.Context) {
+	var remote <-chan struct{} // nil without a hub: never ready
+	unsubscribe := func() {}
+	if d.cfg.Hub != nil {
+		remote, unsubscribe = d.cfg.Hub.Subscribe(notify.DispatchKey)
+	}
 	go func() {
 		defer close(d.done)
+		defer unsubscribe()
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-d.kick:
 				d.match(ctx)
+			case <-remote:
+				d.match(ctx)
 			}
 		}
 	}()
-	d.Kick()
+	d.poke()
 }
 
 // Wait blocks until a job is claimed for the agent or ctx is done. The job is
@@ -115,7 +129,7 @@ func (d *Dispatcher) Wait(ctx context.Context, agent ci.Agent) (job ci.Job, ok b
 	}
 	d.waiters[agent.ID] = w
 	d.mu.Unlock()
-	d.Kick()
+	d.poke()
 	select {
 	case j, open := <-w.got:
 		return j, open
@@ -144,8 +158,18 @@ func (d *Dispatcher) Wait(ctx context.Context, agent ci.Agent) (job ci.Job, ok b
 	}
 }
 
-// Kick asks for a matching pass (after a job was queued, for example). It never blocks.
+// Kick asks for a matching pass after jobs were queued or requeued, here and
+// (with Config.Hub) on the other replicas. It never blocks.
 func (d *Dispatcher) Kick() {
+	d.poke()
+	if d.cfg.Hub != nil {
+		d.cfg.Hub.Forward(notify.DispatchKey)
+	}
+}
+
+// poke asks this dispatcher only for a matching pass (an agent started
+// waiting or changed). It never blocks.
+func (d *Dispatcher) poke() {
 	select {
 	case d.kick <- struct{}{}:
 	default:
@@ -175,7 +199,7 @@ func (d *Dispatcher) Refresh(agent ci.Agent) {
 		}
 	}
 	d.mu.Unlock()
-	d.Kick()
+	d.poke()
 }
 
 // Waiting returns how many agents hold a long-poll.
@@ -284,7 +308,7 @@ func (d *Dispatcher) agentCanWork(ctx context.Context, agentID int64) bool {
 // retryLater schedules a matching pass after a store error, so waiting agents
 // are not stranded until the next event.
 func (d *Dispatcher) retryLater() {
-	time.AfterFunc(time.Second, d.Kick)
+	time.AfterFunc(time.Second, d.poke)
 }
 
 // pick chooses a waiting agent for job j (d.mu held): the one that has waited

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kraken-go/kk/pkg/ci"
+	"github.com/kraken-go/kk/pkg/notify"
 	"github.com/kraken-go/kk/pkg/scheduler"
 	"github.com/kraken-go/kk/pkg/store"
 	"github.com/kraken-go/kk/pkg/store/sqlite"
@@ -575,4 +576,55 @@ func TestWaitReason(t *testing.T) {
 			require.Equal(t, tc.want, scheduler.WaitReason(tc.job, tc.agents, tc.groupExists))
 		})
 	}
+}
+
+// TestDispatcherHub: Kick forwards a dispatch signal to the other replicas,
+// and a dispatch signal from another replica runs a matching pass, which
+// nothing else would have run here.
+func TestDispatcherHub(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	hub := notify.New()
+	b := &sendRecorder{sent: make(chan string, 16)}
+	hub.SetBridge(b)
+	st := &listCounter{Store: f.st}
+	d := scheduler.New(scheduler.Config{Store: st, Logger: slog.New(slog.DiscardHandler), Lease: time.Minute, Hub: hub})
+	d.Start(f.ctx)
+	waitFor(t, "the dispatcher to subscribe", func() bool { return hub.Subscribers(notify.DispatchKey) == 1 })
+
+	a := f.agent("a", ci.HostInfo{})
+	got := waitAsync(f.ctx, d, a)
+	// The agent's own wake-up pass has listed the (empty) queue.
+	waitFor(t, "the waiter's matching pass", func() bool { return d.Waiting() == 1 && st.lists.Load() >= 1 })
+	jobs := f.queue(1, "all") // queued by "another replica": no Kick here
+	hub.Deliver(notify.DispatchKey)
+	r := <-got
+	require.True(t, r.ok)
+	require.Equal(t, jobs[0].ID, r.job.ID)
+	select {
+	case k := <-b.sent:
+		t.Fatalf("a waiting agent or a remote kick must not be forwarded, got %q", k)
+	default:
+	}
+	d.Kick()
+	require.Equal(t, notify.DispatchKey, <-b.sent, "a local kick goes to the other replicas")
+}
+
+// listCounter counts finished ListQueuedJobs calls.
+type listCounter struct {
+	store.Store
+	lists atomic.Int64
+}
+
+func (c *listCounter) ListQueuedJobs(ctx context.Context, limit int) ([]ci.Job, error) {
+	defer c.lists.Add(1)
+	return c.Store.ListQueuedJobs(ctx, limit)
+}
+
+type sendRecorder struct{ sent chan string }
+
+func (r *sendRecorder) Send(key string) { r.sent <- key }
+func (r *sendRecorder) Run(ctx context.Context, _ *notify.Hub) error {
+	<-ctx.Done()
+	return nil
 }
