@@ -23,12 +23,13 @@ type stepJSON struct {
 }
 
 type jobJSON struct {
-	ID     int64      `json:"id"`
-	Name   string     `json:"name"`
-	State  string     `json:"state"`
-	Result string     `json:"result"`
-	Agent  string     `json:"agent"`
-	Steps  []stepJSON `json:"steps"`
+	ID      int64      `json:"id"`
+	Name    string     `json:"name"`
+	State   string     `json:"state"`
+	Result  string     `json:"result"`
+	Agent   string     `json:"agent"`
+	Attempt int        `json:"attempt"`
+	Steps   []stepJSON `json:"steps"`
 }
 
 type runJSON struct {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -126,4 +127,104 @@ fi
 	t.Logf("takeover after %s", time.Since(killed))
 	// The survivor serves and runs work on its own.
 	require.Contains(t, follower.ok("job", "logs", jobID), "tick 6")
+}
+
+// TestReplicasExactlyOnce is issue 6's acceptance: two kkd replicas on one
+// PostgreSQL database, four agents split across them (each given both
+// addresses), 200 jobs. The leader replica is SIGKILLed mid-run: the other
+// takes over within 15 s and every job still runs exactly once (each job
+// appends its name to a file; the file must name every job once).
+func TestReplicasExactlyOnce(t *testing.T) {
+	t.Parallel()
+	const jobs = 200
+	db := pgtest.URL(t)
+	a := newCluster(t, "--db", db, "--agent-registration-key", "e2e-key")
+	b := newCluster(t, "--db", db, "--agent-registration-key", "e2e-key")
+	waitFor(t, 20*time.Second, "one replica to lead", func() bool {
+		return strings.Contains(a.kkd.Output(), leaderLog) || strings.Contains(b.kkd.Output(), leaderLog)
+	})
+	side := filepath.Join(t.TempDir(), "side-effects.txt")
+	a.ok("project", "create", "many")
+	a.ok("branch", "create", "many/main")
+	a.ok("stage", "apply", "many/main", writeFile(t, "many.py", `def stage(ctx):
+    return {
+        "parent": "root",
+        "triggers": {"parent": True},
+        "jobs": [{
+            "name": "j%03d" % i,
+            "timeout": 600,
+            "steps": [{"tool": "shell", "cmd": "echo j%03d >> `+side+`; sleep 0.2" % i}],
+            "environments": [{"agents_group": "all", "system": "any", "config": "default"}],
+        } for i in range(`+strconv.Itoa(jobs)+`)],
+    }
+`))
+	for i := range 4 {
+		servers := a.url + "," + b.url
+		if i%2 == 1 {
+			servers = b.url + "," + a.url
+		}
+		name := "worker-" + strconv.Itoa(i)
+		args := []string{"run", "-s", servers, "-d", filepath.Join(t.TempDir(), name), "--name", name, "--registration-key", "e2e-key"}
+		start(t, nil, "kkagent", args...)
+	}
+	waitFor(t, 30*time.Second, "four idle agents", func() bool {
+		idle := 0
+		for _, ag := range a.agents(false) {
+			if ag.State == "idle" {
+				idle++
+			}
+		}
+		return idle == 4
+	})
+
+	var f flowJSON
+	a.okJSON(&f, "flow", "run", "many/main")
+	lines := func() []string {
+		data, err := os.ReadFile(side)
+		if err != nil {
+			return nil
+		}
+		return strings.Fields(string(data))
+	}
+	waitFor(t, 60*time.Second, "a quarter of the jobs to run", func() bool { return len(lines()) >= jobs/4 })
+
+	leaderC, follower := a, b
+	if !strings.Contains(a.kkd.Output(), leaderLog) {
+		leaderC, follower = b, a
+	}
+	leaderC.kkd.kill(syscall.SIGKILL)
+	killed := time.Now()
+	waitFor(t, 15*time.Second, "the other replica to take over", func() bool {
+		return strings.Contains(follower.kkd.Output(), leaderLog)
+	})
+	t.Logf("leader killed after %d jobs ran; takeover after %s", len(lines()), time.Since(killed).Round(time.Millisecond))
+
+	waitFor(t, 3*time.Minute, "the flow to complete on the surviving replica", func() bool {
+		return follower.flow(f.ID).State == "completed"
+	})
+	f = follower.flow(f.ID)
+	require.Len(t, f.Runs[0].Jobs, jobs)
+	retried := 0
+	for _, j := range f.Runs[0].Jobs {
+		require.Equal(t, "ok", j.Result, "job %s", j.Name)
+		if j.Attempt > 1 {
+			retried++
+		}
+	}
+	seen := map[string]int{}
+	for _, l := range lines() {
+		seen[l]++
+	}
+	lost, duplicated := 0, 0
+	for i := range jobs {
+		switch n := seen[fmt.Sprintf("j%03d", i)]; {
+		case n == 0:
+			lost++
+		case n > 1:
+			duplicated++
+		}
+	}
+	t.Logf("jobs %d, faults injected 1 (leader SIGKILL), retried (assignment lost with the leader) %d, lost %d, duplicated %d", jobs, retried, lost, duplicated)
+	require.Zero(t, lost, "every job must run")
+	require.Zero(t, duplicated, "no job may run twice")
 }
