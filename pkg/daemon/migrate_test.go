@@ -126,7 +126,7 @@ func TestMigrateErrors(t *testing.T) {
 // TestMigrationsSameOnBothDialects keeps the dialects in step: every schema
 // version exists for SQLite and PostgreSQL under the same name, so `kkd
 // migrate status` reads the same on both. A new migration needs a file in
-// pkg/store/sqlite/migrations and in pkg/store/postgres/migrations.
+// pkg/store/migrations/sqlite and pkg/store/migrations/postgres.
 func TestMigrationsSameOnBothDialects(t *testing.T) {
 	t.Parallel()
 	lite, err := MigrationStatus(t.Context(), "sqlite://"+filepath.Join(t.TempDir(), "kk.db"))

@@ -2,8 +2,8 @@ package postgres
 
 import (
 	"context"
-	"embed"
 	"fmt"
+	schema "github.com/kraken-go/kk/pkg/store/migrations"
 	"io/fs"
 	"path"
 	"slices"
@@ -14,13 +14,11 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// migrationFiles are the schema migrations, named NNNN_description.sql and
-// applied in version order. They mirror pkg/store/sqlite/migrations version
-// for version, so `kkd migrate status` reads the same on both databases. A
-// released migration is never edited: changes go into a new file.
-//
-//go:embed migrations/*.sql
-var migrationFiles embed.FS
+// The schema migrations are in pkg/store/migrations/postgres, named
+// NNNN_description.sql and applied in version order. They mirror
+// pkg/store/migrations/sqlite version for version, so `kkd migrate status`
+// reads the same on both databases. A released migration is never edited:
+// changes go into a new file.
 
 // migrationLock is the key of the advisory lock that serialises migrations
 // of kkd processes starting at the same time on one database ("kkmigr").
@@ -42,7 +40,7 @@ type migration struct {
 
 // migrations returns the embedded migrations in version order.
 func migrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFiles, "migrations")
+	entries, err := fs.ReadDir(schema.Postgres, "postgres")
 	if err != nil {
 		return nil, fmt.Errorf("read embedded migrations: %w", err)
 	}
@@ -54,7 +52,7 @@ func migrations() ([]migration, error) {
 		if !ok || err != nil || v <= 0 {
 			return nil, fmt.Errorf("migration file %s: want NNNN_name.sql", e.Name())
 		}
-		b, err := migrationFiles.ReadFile(path.Join("migrations", e.Name()))
+		b, err := schema.Postgres.ReadFile(path.Join("postgres", e.Name()))
 		if err != nil {
 			return nil, fmt.Errorf("read migration %s: %w", e.Name(), err)
 		}

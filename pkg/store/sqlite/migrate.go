@@ -3,8 +3,8 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"embed"
 	"fmt"
+	schema "github.com/kraken-go/kk/pkg/store/migrations"
 	"io/fs"
 	"path"
 	"slices"
@@ -13,12 +13,9 @@ import (
 	"time"
 )
 
-// migrationFiles are the schema migrations, named NNNN_description.sql and
-// applied in version order. A released migration is never edited: changes go
-// into a new file.
-//
-//go:embed migrations/*.sql
-var migrationFiles embed.FS
+// The schema migrations are in pkg/store/migrations/sqlite, named
+// NNNN_description.sql and applied in version order. A released migration is
+// never edited: changes go into a new file.
 
 // Migration is one schema migration and whether this database has it.
 type Migration struct {
@@ -36,7 +33,7 @@ type migration struct {
 
 // migrations returns the embedded migrations in version order.
 func migrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFiles, "migrations")
+	entries, err := fs.ReadDir(schema.SQLite, "sqlite")
 	if err != nil {
 		return nil, fmt.Errorf("read embedded migrations: %w", err)
 	}
@@ -48,7 +45,7 @@ func migrations() ([]migration, error) {
 		if !ok || err != nil || v <= 0 {
 			return nil, fmt.Errorf("migration file %s: want NNNN_name.sql", e.Name())
 		}
-		b, err := migrationFiles.ReadFile(path.Join("migrations", e.Name()))
+		b, err := schema.SQLite.ReadFile(path.Join("sqlite", e.Name()))
 		if err != nil {
 			return nil, fmt.Errorf("read migration %s: %w", e.Name(), err)
 		}
