@@ -87,6 +87,23 @@ func OpenStore(ctx context.Context, dbURL string, logger *slog.Logger) (store.St
 	return nil, fmt.Errorf("database URL %q: unknown scheme %q: use sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DB", redactURL(dbURL), u.Scheme)
 }
 
+// warnReplicaSharing reminds, on PostgreSQL (where several replicas may share
+// the database), that replicas must also share the blob store and the secret
+// key: a log archived by one replica is read through any replica, and a
+// secret encrypted by one is decrypted by the one that hands the job out.
+func warnReplicaSharing(log *slog.Logger, o Options) {
+	if !strings.HasPrefix(o.DB, "postgres://") && !strings.HasPrefix(o.DB, "postgresql://") {
+		return
+	}
+	if strings.HasPrefix(o.Storage, "file://") {
+		log.Warn("blob store is a local directory: when several kkd replicas share this database, give them all the same --storage (a directory they all mount, or s3://...), or logs and artifacts stored through one replica cannot be read through another",
+			"storage", o.Storage)
+	}
+	if o.SecretKey == "" {
+		log.Warn("secret key read from the data dir: when several kkd replicas share this database, give them all the same KKD_SECRET_KEY, or secrets created through one replica cannot be resolved by another")
+	}
+}
+
 // archiveSweepEvery is how often the leader archives the logs of jobs that
 // completed on other replicas (or whose archive failed).
 const archiveSweepEvery = 30 * time.Second
@@ -138,6 +155,7 @@ func Serve(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("open blob store (--storage): %w", err)
 	}
+	warnReplicaSharing(log, o)
 	cipher, err := openSecrets(o, log)
 	if err != nil {
 		return err

@@ -28,8 +28,10 @@ const leaderLog = "leader: starting the watchdog"
 func TestReplicas(t *testing.T) {
 	t.Parallel()
 	db := pgtest.URL(t)
-	a := newCluster(t, "--db", db, "--agent-registration-key", "e2e-key")
-	b := newCluster(t, "--db", db, "--agent-registration-key", "e2e-key")
+	// Replicas share the database and the blob store (archived logs).
+	storage := "file://" + t.TempDir()
+	a := newCluster(t, "--db", db, "--storage", storage, "--agent-registration-key", "e2e-key")
+	b := newCluster(t, "--db", db, "--storage", storage, "--agent-registration-key", "e2e-key")
 	waitFor(t, 20*time.Second, "one replica to lead", func() bool {
 		return strings.Contains(a.kkd.Output(), leaderLog) || strings.Contains(b.kkd.Output(), leaderLog)
 	})
@@ -138,8 +140,10 @@ func TestReplicasExactlyOnce(t *testing.T) {
 	t.Parallel()
 	const jobs = 200
 	db := pgtest.URL(t)
-	a := newCluster(t, "--db", db, "--agent-registration-key", "e2e-key")
-	b := newCluster(t, "--db", db, "--agent-registration-key", "e2e-key")
+	// Replicas share the database and the blob store (archived logs).
+	storage := "file://" + t.TempDir()
+	a := newCluster(t, "--db", db, "--storage", storage, "--agent-registration-key", "e2e-key")
+	b := newCluster(t, "--db", db, "--storage", storage, "--agent-registration-key", "e2e-key")
 	waitFor(t, 20*time.Second, "one replica to lead", func() bool {
 		return strings.Contains(a.kkd.Output(), leaderLog) || strings.Contains(b.kkd.Output(), leaderLog)
 	})
