@@ -55,7 +55,6 @@ type world struct {
 	groups   []string
 	user     string
 	tokenKey string
-	maxIDs   map[string]int64
 }
 
 // newSQLite opens a store on a new file and returns it with the file's path.
