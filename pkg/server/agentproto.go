@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -404,6 +405,13 @@ func (s *Server) agentHeartbeat(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	// A held heartbeat counts as presence from before it subscribes: whoever
+	// sees the subscription (a cancel, a test) sees the agent present.
+	release := func() {}
+	if wait > 0 {
+		release = sync.OnceFunc(s.hold(ctx, a.ID))
+		defer release()
+	}
 	// Subscribe before checking, so a cancel between check and wait is seen.
 	wake, unsubscribe := s.cfg.Hub.Subscribe(engine.CancelKey(j.ID))
 	defer unsubscribe()
@@ -418,7 +426,6 @@ func (s *Server) agentHeartbeat(w http.ResponseWriter, r *http.Request) error {
 	if resp.Cancel || wait == 0 {
 		return writeJSON(w, http.StatusOK, resp)
 	}
-	release := s.hold(ctx, a.ID)
 	t := time.NewTimer(wait)
 	select {
 	case <-wake:
