@@ -193,4 +193,3 @@ func (a *simAgent) runTrivial(ctx context.Context, asg api.Assignment) error {
 	}
 	return a.finish(ctx, asg)
 }
-
