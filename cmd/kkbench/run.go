@@ -211,10 +211,20 @@ func agentSuite(ctx context.Context, logger *slog.Logger, cfg config, dir, db, b
 			percentile(dr.fromResponse, 50), percentile(dr.fromResponse, 99))
 	}
 	logger.Info("throughput", "backend", backend, "jobs", cfg.jobs)
+	c0, err := readProcStat(d.proc.pid())
+	if err != nil {
+		return err
+	}
 	tr, err := measureThroughput(ctx, d, branchID, f, cfg.jobs)
 	if err != nil {
 		return fmt.Errorf("throughput: %w", err)
 	}
+	c1, err := readProcStat(d.proc.pid())
+	if err != nil {
+		return err
+	}
+	r.notef("jobs_per_s_%s: kkd used %.0f%% of one core meanwhile, %.2f ms of CPU per job", backend,
+		100*(c1.cpu-c0.cpu).Seconds()/tr.elapsed.Seconds(), ms(c1.cpu-c0.cpu)/float64(tr.jobs))
 	r.add(figure{name: "jobs_per_s_" + backend, value: float64(tr.jobs) / tr.elapsed.Seconds(), unit: "jobs/s", target: ">= 1000", ok: atLeast(1000),
 		how: fmt.Sprintf("%d trivial jobs in one flow, %d agents: flow requested → last complete acknowledged (%s, of which flow creation %s)",
 			tr.jobs, cfg.agents, tr.elapsed.Round(time.Millisecond), tr.create.Round(time.Millisecond))})
@@ -231,10 +241,20 @@ func agentSuite(ctx context.Context, logger *slog.Logger, cfg config, dir, db, b
 	r.add(figure{name: "log_tail_p99_ms", value: percentile(delays, 99), unit: "ms", target: "<= 100", ok: atMost(100), how: how})
 	r.notef("log tail: kkagent sends a step's output at most 100 ms after it is printed (docs/agent-protocol.md), which adds up to 100 ms to log_tail_* for a real agent")
 	logger.Info("log ingest", "for", cfg.ingestDur)
+	c0, err = readProcStat(d.proc.pid())
+	if err != nil {
+		return err
+	}
 	ir, err := measureIngest(ctx, d, branchID, f, 4, 1<<20, cfg.ingestDur)
 	if err != nil {
 		return err
 	}
+	c1, err = readProcStat(d.proc.pid())
+	if err != nil {
+		return err
+	}
+	r.notef("log_ingest_mib_s: kkd used %.0f%% of one core meanwhile, %.1f ms of CPU per MiB",
+		100*(c1.cpu-c0.cpu).Seconds()/ir.elapsed.Seconds(), ms(c1.cpu-c0.cpu)/(float64(ir.bytes)/(1<<20)))
 	r.add(figure{name: "log_ingest_mib_s", value: float64(ir.bytes) / (1 << 20) / ir.elapsed.Seconds(), unit: "MiB/s", target: ">= 100", ok: atLeast(100),
 		how: fmt.Sprintf("%d agents pushing 1 MiB chunks back to back for %s; bytes acknowledged / time", ir.writers, cfg.ingestDur)})
 	return nil
