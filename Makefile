@@ -5,7 +5,7 @@ DATA_DIR ?= $(CURDIR)/.kk-data
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X github.com/kraken-go/kk/pkg/version.Version=$(VERSION)
 
-.PHONY: help build run test test-lxd test-short bench lint fmt completions clean
+.PHONY: help build run test test-lxd test-short bench bench-go lint fmt completions clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -35,7 +35,10 @@ test-lxd: ## Run the LXD executor against a real LXD (KK_TEST_LXD_ALIAS=image al
 test-short: ## Run the unit tests only
 	$(GO) test -count=1 -short ./...
 
-bench: ## Run the Go benchmarks
+bench: build ## Run the system benchmark (cmd/kkbench: real kkd on SQLite and PostgreSQL, simulated agents, a real kkagent); prints BENCH lines, see docs/benchmarks.md
+	$(GO) run ./cmd/kkbench -bin $(BIN)
+
+bench-go: ## Run the Go micro-benchmarks under pkg/
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./pkg/...
 
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
