@@ -24,7 +24,7 @@ build: ## Build kk, kkd and kkagent into ./bin, and kkagent for each of AGENT_PL
 run: build ## Run kkd on the embedded defaults (SQLite, built-in local agent) in ./.kk-data
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/kkd serve --data-dir $(DATA_DIR)
 
-test: ## Run the whole test suite (unit, store, end-to-end with the real binaries); scripts/test-deps.sh brings up busybox-static and dockerd
+test: ## Run the whole test suite (unit, store, end-to-end with the real binaries); scripts/test-deps.sh brings up busybox-static, MinIO, PostgreSQL and dockerd
 	./scripts/test-deps.sh
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 25m ./...
