@@ -31,3 +31,11 @@ func (c *Client) PutSecret(ctx context.Context, project string, in api.CreateSec
 func (c *Client) DeleteSecret(ctx context.Context, project, name string) error {
 	return c.do(ctx, http.MethodDelete, path("projects", project, "secrets", name), nil, nil, nil)
 }
+
+// WebhookSetup returns the project's webhook secret and paths, creating the
+// secret on first use; rotate replaces it.
+func (c *Client) WebhookSetup(ctx context.Context, project string, rotate bool) (api.WebhookSetup, error) {
+	var out api.WebhookSetup
+	err := c.do(ctx, http.MethodPost, path("projects", project, "webhook"), nil, api.WebhookRequest{Rotate: rotate}, &out)
+	return out, err
+}

@@ -124,9 +124,32 @@ func ParseStageSchema(s ci.Stage) (*schema.Stage, error) {
 	return &st, nil
 }
 
+// FlowOptions are the optional inputs of CreateFlowWith.
+type FlowOptions struct {
+	// Args are the flow's arguments; unknown ones are rejected.
+	Args map[string]string
+	// TriggerData is what started the flow (a webhook's commits or pull
+	// request), a JSON object: stored with the flow, visible to stages as
+	// ctx.flow.trigger and handed to the git tool, which checks out its
+	// commit (see pkg/tools/git.go).
+	TriggerData json.RawMessage
+}
+
 // CreateFlow starts a flow of kind on the branch with a run per root stage.
 // Unknown arguments are rejected.
 func (e *Engine) CreateFlow(ctx context.Context, branch ci.Branch, kind ci.FlowKind, given map[string]string) (ci.Flow, error) {
+	return e.CreateFlowWith(ctx, branch, kind, FlowOptions{Args: given})
+}
+
+// CreateFlowWith is CreateFlow with trigger data.
+func (e *Engine) CreateFlowWith(ctx context.Context, branch ci.Branch, kind ci.FlowKind, opts FlowOptions) (ci.Flow, error) {
+	given := opts.Args
+	if len(opts.TriggerData) > 0 {
+		var obj map[string]any
+		if err := json.Unmarshal(opts.TriggerData, &obj); err != nil {
+			return ci.Flow{}, fmt.Errorf("%w: trigger data must be a JSON object: %v", ci.ErrInvalid, err)
+		}
+	}
 	if kind == "" {
 		kind = ci.FlowCI
 	}
@@ -174,7 +197,7 @@ func (e *Engine) CreateFlow(ctx context.Context, branch ci.Branch, kind ci.FlowK
 		sort.Strings(names)
 		return ci.Flow{}, fmt.Errorf("%w: unknown argument(s) %s: the stages' parameters are [%s]", ci.ErrInvalid, strings.Join(unknown, ", "), strings.Join(names, ", "))
 	}
-	f := ci.Flow{BranchID: branch.ID, Kind: kind, Args: DefaultArgs(schemas, given)}
+	f := ci.Flow{BranchID: branch.ID, Kind: kind, Args: DefaultArgs(schemas, given), TriggerData: opts.TriggerData}
 	if err := e.cfg.Store.CreateFlow(ctx, &f); err != nil {
 		return ci.Flow{}, fmt.Errorf("create flow: %w", err)
 	}

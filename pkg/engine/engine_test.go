@@ -685,6 +685,26 @@ func TestEngine(t *testing.T) {
 			fl := f.flow(nil)
 			require.Equal(t, "1", f.runs(fl.ID)["build"].Label)
 		}},
+		{"trigger data is stored and visible in ctx", func(t *testing.T, f *fixture) {
+			f.stage("build", `def stage(ctx):
+    t = ctx.flow.trigger
+    cmd = "echo " + (t.after if t else "none")
+    return {"parent": "root", "flow_label": "pr-#{flow.trigger.pull_request.number}",
+            "jobs": [{"name": "a", "steps": [{"tool": "shell", "cmd": cmd}],
+                      "environments": [{"agents_group": "all", "system": "any", "config": "default"}]}]}
+`)
+			trig := json.RawMessage(`{"after":"0123456789abcdef0123456789abcdef01234567","pull_request":{"number":7}}`)
+			fl, err := f.eng.CreateFlowWith(f.ctx, f.branch, ci.FlowDEV, engine.FlowOptions{TriggerData: trig})
+			require.NoError(t, err)
+			require.JSONEq(t, string(trig), string(f.getFlow(fl.ID).TriggerData))
+			require.Equal(t, "pr-7", fl.Label)
+			jobs := f.jobs(f.runs(fl.ID)["build"].ID)
+			require.Len(t, jobs, 1)
+			require.Equal(t, "echo 0123456789abcdef0123456789abcdef01234567", jobs[0].Steps[0].Fields["cmd"])
+
+			_, err = f.eng.CreateFlowWith(f.ctx, f.branch, ci.FlowCI, engine.FlowOptions{TriggerData: json.RawMessage(`[1]`)})
+			require.ErrorIs(t, err, ci.ErrInvalid, "trigger data must be an object")
+		}},
 		{"dev flows count separately", func(t *testing.T, f *fixture) {
 			f.stage("build", stageCode("root", `"flow_label": "#{flow.kind}-#{flow.seq.own}",`, job("a", "all")))
 			ci1 := f.flow(nil)

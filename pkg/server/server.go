@@ -172,6 +172,7 @@ func (s *Server) routes() {
 	user("GET "+p+"/flows/{id}/data", s.flowData)
 	user("GET "+p+"/branches/{id}/data", s.branchData)
 	user("GET "+p+"/projects/{p}/data", s.projectData)
+	s.webhookRoutes(user, pub)
 
 	// Agent distribution: public, binaries and the install script are no secrets.
 	bins := agentdist.NewHandler(s.cfg.AgentBinaries)

@@ -35,6 +35,7 @@ type Store interface {
 	SecretStore
 	ResultStore
 	DataStore
+	WebhookStore
 	// Close releases the database.
 	Close() error
 }

@@ -25,6 +25,7 @@ func NewCmdProject(f *factory.Factory) *cobra.Command {
 	cmd.AddCommand(NewCmdList(f, nil))
 	cmd.AddCommand(NewCmdShow(f, nil))
 	cmd.AddCommand(NewCmdDelete(f, nil))
+	cmd.AddCommand(NewCmdWebhook(f, nil))
 	return cmd
 }
 

@@ -169,3 +169,55 @@ func TestUsageErrors(t *testing.T) {
 		})
 	}
 }
+
+func webhookAPI(t *testing.T) *clitest.API {
+	a := clitest.NewAPI(t)
+	a.Handle("POST /api/v1/projects/{p}/webhook", func(w http.ResponseWriter, r *http.Request) {
+		if r.PathValue("p") != "demo" {
+			clitest.Error(w, 404, api.CodeNotFound, `project "`+r.PathValue("p")+`" does not exist`)
+			return
+		}
+		var in api.WebhookRequest
+		require.NoError(t, json.NewDecoder(r.Body).Decode(&in))
+		secret := "s1"
+		if in.Rotate {
+			secret = "s2"
+		}
+		clitest.JSON(w, 200, api.WebhookSetup{Project: "demo", Secret: secret, Created: in.Rotate, Paths: map[string]string{
+			"github": "/webhooks/demo/github", "gitlab": "/webhooks/demo/gitlab", "gitea": "/webhooks/demo/gitea"}})
+	})
+	return a
+}
+
+func TestWebhook(t *testing.T) {
+	t.Parallel()
+	a := webhookAPI(t)
+	env := clitest.NewEnv(t, a)
+
+	res := env.Run(t, "project", "webhook", "demo")
+	require.Equal(t, cmdutil.ExitOK, res.Code, res.Stderr)
+	assert.Contains(t, res.Stdout, "Secret: s1\n")
+	for _, forge := range []string{"github", "gitlab", "gitea"} {
+		assert.Contains(t, res.Stdout, a.URL+"/webhooks/demo/"+forge+"\n")
+	}
+	assert.Contains(t, res.Stdout, "Pull requests")
+	assert.Empty(t, res.Stderr)
+
+	res = env.Run(t, "project", "webhook", "demo", "--rotate", "--url", "https://ci.example.com/", "-o", "json")
+	require.Equal(t, cmdutil.ExitOK, res.Code, res.Stderr)
+	var got map[string]any
+	require.NoError(t, json.Unmarshal([]byte(res.Stdout), &got))
+	assert.Equal(t, "s2", got["secret"])
+	assert.Equal(t, true, got["created"])
+	assert.Equal(t, map[string]any{"github": "https://ci.example.com/webhooks/demo/github",
+		"gitlab": "https://ci.example.com/webhooks/demo/gitlab", "gitea": "https://ci.example.com/webhooks/demo/gitea"}, got["urls"])
+	assert.Contains(t, res.Stderr, "rotated the webhook secret")
+
+	res = env.Run(t, "project", "webhook", "demo", "--url", "ci.example.com")
+	assert.Equal(t, cmdutil.ExitUsage, res.Code)
+	assert.Contains(t, res.Stderr, "--url")
+
+	res = env.Run(t, "project", "webhook", "nope")
+	assert.NotEqual(t, cmdutil.ExitOK, res.Code)
+	assert.Contains(t, res.Stderr, "does not exist")
+}

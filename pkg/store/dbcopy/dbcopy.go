@@ -79,6 +79,8 @@ func Tables() []string {
 		"issues",
 		"job_analysis",
 		"data_docs",
+		"webhook_secrets",
+		"webhook_deliveries",
 	}
 }
 

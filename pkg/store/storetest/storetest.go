@@ -54,6 +54,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"context", contextCases()},
 		{"artifacts", artifactCases()}, {"caches", cacheCases()}, {"log archive", logArchiveCases()},
 		{"results", resultCases()},
+		{"webhooks", webhookCases()},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

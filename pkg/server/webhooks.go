@@ -1,0 +1,221 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/kraken-go/kk/pkg/api"
+	"github.com/kraken-go/kk/pkg/ci"
+	"github.com/kraken-go/kk/pkg/engine"
+	"github.com/kraken-go/kk/pkg/store"
+	"github.com/kraken-go/kk/pkg/webhook"
+)
+
+// maxWebhookBody bounds a webhook delivery (GitHub caps payloads at 25 MB,
+// but a push with thousands of commits is not what we start flows from).
+const maxWebhookBody = 5 << 20
+
+// webhookSecretName binds the sealed webhook secret to its purpose (project
+// secret names cannot contain ':', so it never opens as one of them).
+const webhookSecretName = "webhook:secret"
+
+func (s *Server) webhookRoutes(user func(string, handlerFunc), pub func(string, handlerFunc)) {
+	user("POST "+api.Prefix+"/projects/{p}/webhook", s.webhookSetup)
+	pub("POST /webhooks/{p}/{forge}", s.webhookDelivery)
+}
+
+// webhookSetup returns the project's webhook secret and paths, creating the
+// secret on first use (or anew with rotate).
+func (s *Server) webhookSetup(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.project(r)
+	if err != nil {
+		return err
+	}
+	var req api.WebhookRequest
+	if err := decodeOptional(r, &req); err != nil {
+		return err
+	}
+	if err := s.requireCipher(); err != nil {
+		return err
+	}
+	secret, err := webhook.NewSecret()
+	if err != nil {
+		return err
+	}
+	sealed, err := s.cfg.Secrets.Seal(p.ID, webhookSecretName, []byte(secret))
+	if err != nil {
+		return fmt.Errorf("seal webhook secret: %w", err)
+	}
+	stored, err := s.cfg.Store.PutWebhookSecret(r.Context(), p.ID, sealed, req.Rotate)
+	if err != nil {
+		return err
+	}
+	plain, err := s.cfg.Secrets.Open(p.ID, webhookSecretName, stored)
+	if err != nil {
+		return fmt.Errorf("the webhook secret of project %s cannot be decrypted (kkd's secret key changed): make a new one with `kk project webhook %s --rotate`: %w",
+			p.Name, p.Name, err)
+	}
+	created := string(plain) == secret
+	if created {
+		s.cfg.Logger.Info("webhook secret created", "project", p.Name, "rotate", req.Rotate, "user", userFrom(r).Name)
+	}
+	paths := map[string]string{}
+	for _, f := range webhook.Forges() {
+		paths[string(f)] = api.WebhookPath(p.Name, string(f))
+	}
+	return writeJSON(w, http.StatusOK, api.WebhookSetup{Project: p.Name, Secret: string(plain), Paths: paths, Created: created})
+}
+
+func unauthorizedf(format string, args ...any) error {
+	return api.Errorf(http.StatusUnauthorized, api.CodeUnauthorized, format, args...)
+}
+
+// webhookDelivery takes a forge's delivery: it checks the signature before
+// anything else, then starts a CI flow for a push to a branch, or a DEV
+// flow for a pull request, on every branch of the project whose repository
+// branch is the pushed one (or the pull request's base). A delivery id is
+// recorded before the flows start, so a repeated delivery starts nothing,
+// also when two replicas of kkd receive it at once.
+func (s *Server) webhookDelivery(w http.ResponseWriter, r *http.Request) error {
+	forge, err := webhook.ParseForge(r.PathValue("forge"))
+	if err != nil {
+		return notFoundf("%v: the webhook URLs are /webhooks/PROJECT/{github,gitlab,gitea} (see `kk project webhook PROJECT`)", err)
+	}
+	p, err := s.project(r)
+	if err != nil {
+		return err
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxWebhookBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return badRequest("webhook body is larger than %d bytes: kkd takes deliveries up to 5 MiB", maxWebhookBody)
+		}
+		return fmt.Errorf("read webhook body: %w", err)
+	}
+	secret, err := s.webhookSecret(r, p)
+	if err != nil {
+		return err
+	}
+	if err := webhook.Verify(forge, r.Header, body, secret); err != nil {
+		s.cfg.Logger.Warn("webhook delivery refused", "project", p.Name, "forge", forge, "remote", remoteIP(r), "err", err)
+		return unauthorizedf("%v", err)
+	}
+	ev, err := webhook.Parse(forge, r.Header, body)
+	if err != nil {
+		return badRequest("%s webhook: %v", forge, err)
+	}
+	res := api.WebhookResult{Forge: string(forge), Event: ev.Name, Delivery: webhook.DeliveryID(forge, r.Header, body)}
+	log := s.cfg.Logger.With("project", p.Name, "forge", forge, "event", ev.Name, "delivery_id", res.Delivery)
+	if ev.Kind == webhook.KindIgnore {
+		res.Status, res.Message = api.WebhookIgnored, "ignored: "+ev.Reason
+		log.Info("webhook delivery ignored", "reason", ev.Reason)
+		return writeJSON(w, http.StatusAccepted, res)
+	}
+
+	branches, err := s.cfg.Store.ListBranches(r.Context(), p.ID)
+	if err != nil {
+		return err
+	}
+	var targets []ci.Branch
+	for _, b := range branches {
+		if b.RepoBranch == ev.Branch {
+			targets = append(targets, b)
+		}
+	}
+	d := store.Delivery{ProjectID: p.ID, Forge: string(forge), DeliveryID: res.Delivery, Event: ev.Name}
+	if len(targets) == 0 {
+		d.Note = fmt.Sprintf("no branch of project %s tracks repository branch %q", p.Name, ev.Branch)
+	}
+	if err := s.cfg.Store.RecordDelivery(r.Context(), &d); err != nil {
+		if errors.Is(err, ci.ErrConflict) {
+			return s.duplicateDelivery(w, r, p, res)
+		}
+		return err
+	}
+	if len(targets) == 0 {
+		res.Status = api.WebhookNoBranch
+		res.Message = d.Note + fmt.Sprintf(": nothing started (create one with `kk branch create %s NAME --repo-branch %s`)", p.Name, ev.Branch)
+		log.Info("webhook delivery matches no branch", "repo_branch", ev.Branch)
+		return writeJSON(w, http.StatusAccepted, res)
+	}
+
+	kind := ci.FlowCI
+	if ev.Kind == webhook.KindPullRequest {
+		kind = ci.FlowDEV
+	}
+	ev.Trigger.Delivery = res.Delivery
+	trigger, err := json.Marshal(ev.Trigger)
+	if err != nil {
+		return fmt.Errorf("encode trigger data: %w", err)
+	}
+	var failures []string
+	var firstErr error
+	for _, b := range targets {
+		f, err := s.cfg.Engine.CreateFlowWith(r.Context(), b, kind, engine.FlowOptions{TriggerData: trigger})
+		if err != nil {
+			log.Warn("webhook flow not started", "branch", b.Name, "err", err)
+			failures = append(failures, fmt.Sprintf("branch %s: %v", b.Name, err))
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		log.Info("flow started by webhook", "flow_id", f.ID, "branch", b.Name, "kind", kind)
+		res.Flows = append(res.Flows, api.WebhookFlow{ID: f.ID, Branch: b.Name, Kind: kind})
+	}
+	if len(res.Flows) == 0 {
+		// Nothing started: forget the delivery, so that the forge's
+		// redelivery (after the stages are fixed) can start it.
+		if err := s.cfg.Store.DeleteDelivery(r.Context(), d.ID); err != nil {
+			log.Error("forget failed delivery", "err", err)
+		}
+		return fmt.Errorf("%s delivery %s started no flow: %s: %w", forge, res.Delivery, strings.Join(failures, "; "), firstErr)
+	}
+	note := strings.Join(failures, "; ")
+	if err := s.cfg.Store.SetDeliveryResult(r.Context(), d.ID, res.Flows[0].ID, note); err != nil {
+		return err
+	}
+	res.Status = api.WebhookStarted
+	res.Message = fmt.Sprintf("started %d %s flow(s) for repository branch %s", len(res.Flows), kind, ev.Branch)
+	if note != "" {
+		res.Message += "; not started on " + note
+	}
+	return writeJSON(w, http.StatusCreated, res)
+}
+
+// duplicateDelivery answers a delivery id received before: nothing starts.
+func (s *Server) duplicateDelivery(w http.ResponseWriter, r *http.Request, p ci.Project, res api.WebhookResult) error {
+	res.Status = api.WebhookDuplicate
+	res.Message = fmt.Sprintf("delivery %s was received before: nothing started", res.Delivery)
+	if d, err := s.cfg.Store.GetDelivery(r.Context(), p.ID, res.Forge, res.Delivery); err == nil && d.FlowID != 0 {
+		res.Message = fmt.Sprintf("delivery %s was received before and started flow %d: nothing started", res.Delivery, d.FlowID)
+	}
+	s.cfg.Logger.Info("webhook delivery repeated", "project", p.Name, "forge", res.Forge, "delivery_id", res.Delivery)
+	return writeJSON(w, http.StatusOK, res)
+}
+
+// webhookSecret opens the project's webhook secret; a project without one
+// takes no webhooks (401).
+func (s *Server) webhookSecret(r *http.Request, p ci.Project) ([]byte, error) {
+	sealed, err := s.cfg.Store.GetWebhookSecret(r.Context(), p.ID)
+	if errors.Is(err, ci.ErrNotFound) {
+		return nil, unauthorizedf("project %s has no webhook secret, so it takes no webhooks: create one with `kk project webhook %s`", p.Name, p.Name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := s.requireCipher(); err != nil {
+		return nil, err
+	}
+	plain, err := s.cfg.Secrets.Open(p.ID, webhookSecretName, sealed)
+	if err != nil {
+		s.cfg.Logger.Error("cannot decrypt a webhook secret", "project", p.Name, "err", err)
+		return nil, unauthorizedf("the webhook secret of project %s cannot be decrypted (kkd's secret key changed): make a new one with `kk project webhook %s --rotate` and give it to the forge", p.Name, p.Name)
+	}
+	return plain, nil
+}
