@@ -64,7 +64,7 @@ type Model struct {
 	refresh  time.Duration
 }
 
-// New returns the root model, showing the agents screen.
+// New returns the root model, showing the projects screen.
 func New(ctx context.Context, cfg Config) *Model {
 	now := cfg.Now
 	if now == nil {
@@ -79,7 +79,7 @@ func New(ctx context.Context, cfg Config) *Model {
 	h.Styles.ShortSeparator = e.styles.Dim
 	h.Styles.FullSeparator = e.styles.Dim
 	m := &Model{env: e, keys: DefaultGlobalKeys(), help: h, refresh: cfg.Refresh, width: 80, height: 24}
-	m.stack = []Screen{newAgentsScreen(e)}
+	m.stack = []Screen{newProjectsScreen(e)}
 	return m
 }
 
@@ -157,9 +157,7 @@ func (m *Model) globalKey(msg tea.KeyMsg) (tea.Cmd, bool) {
 			return nil, true
 		}
 		if len(m.stack) > 1 {
-			if c, ok := m.top().(interface{ Close() }); ok {
-				c.Close()
-			}
+			m.closeAbove(len(m.stack) - 2)
 			m.stack = m.stack[:len(m.stack)-1]
 			m.status = ""
 			return m.top().Load(), true
@@ -170,8 +168,22 @@ func (m *Model) globalKey(msg tea.KeyMsg) (tea.Cmd, bool) {
 			return nil, true
 		}
 		return push(newAgentsScreen(m.env)), true
+	case key.Matches(msg, m.keys.Projects):
+		m.closeAbove(0)
+		m.stack = m.stack[:1]
+		m.status = ""
+		return m.top().Load(), true
 	}
 	return nil, false
+}
+
+// closeAbove closes the screens above index i (stops their streams).
+func (m *Model) closeAbove(i int) {
+	for _, s := range m.stack[i+1:] {
+		if c, ok := s.(interface{ Close() }); ok {
+			c.Close()
+		}
+	}
 }
 
 // explain turns an error into one status line.

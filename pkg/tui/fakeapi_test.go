@@ -3,10 +3,12 @@ package tui
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -19,7 +21,10 @@ import (
 type fakeAPI struct {
 	mu     sync.Mutex
 	agents []api.Agent
+	flows  map[int64]api.FlowDetail
+	logs   map[int64]string
 	calls  []string
+	errors []string // requests the fake does not serve
 }
 
 // testNow is the fixed clock of the model tests.
@@ -28,7 +33,7 @@ var testNow = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 func at(d time.Duration) *time.Time { t := testNow.Add(-d); return &t }
 
 func newFakeAPI() *fakeAPI {
-	return &fakeAPI{agents: []api.Agent{
+	return &fakeAPI{flows: testFlows(), logs: map[int64]string{303: testLog(40)}, agents: []api.Agent{
 		{ID: 1, Name: "builder-1", State: ci.AgentIdle, Authorized: true, Address: "10.0.0.11",
 			Groups: []string{"all", "linux"}, Executors: []string{"local", "docker"}, LastSeen: at(3 * time.Second),
 			HostInfo: ci.HostInfo{OS: "linux", System: "debian-12", Docker: "28.5.2"}},
@@ -65,6 +70,69 @@ func notFound(w http.ResponseWriter, what string) {
 
 func (f *fakeAPI) handler() http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		f.errors = append(f.errors, r.Method+" "+r.URL.String())
+		f.mu.Unlock()
+		notFound(w, "route "+r.URL.Path)
+	})
+	mux.HandleFunc("GET /api/v1/projects", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, []ci.Project{{ID: 1, Name: "demo", Description: "the demo project"}, {ID: 2, Name: "quiet"}})
+	})
+	mux.HandleFunc("GET /api/v1/projects/{p}/branches", func(w http.ResponseWriter, r *http.Request) {
+		switch r.PathValue("p") {
+		case "demo":
+			writeJSON(w, http.StatusOK, []ci.Branch{{ID: 7, ProjectID: 1, Name: "main", RepoBranch: "main"}, {ID: 9, ProjectID: 1, Name: "feature/x", RepoBranch: "fx"}})
+		case "quiet":
+			writeJSON(w, http.StatusOK, []ci.Branch{{ID: 8, ProjectID: 2, Name: "main", RepoBranch: "main"}})
+		default:
+			notFound(w, "project "+r.PathValue("p"))
+		}
+	})
+	mux.HandleFunc("GET /api/v1/branches/{b}/flows", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		out := []ci.Flow{}
+		for _, id := range []int64{102, 101, 100} {
+			fl := f.flows[id]
+			if strconv.FormatInt(fl.BranchID, 10) == r.PathValue("b") && string(fl.Kind) == r.URL.Query().Get("kind") {
+				out = append(out, fl.Flow)
+			}
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
+	mux.HandleFunc("GET /api/v1/flows/{f}", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		id, _ := strconv.ParseInt(r.PathValue("f"), 10, 64)
+		fl, ok := f.flows[id]
+		if !ok {
+			notFound(w, "flow "+r.PathValue("f"))
+			return
+		}
+		writeJSON(w, http.StatusOK, fl)
+	})
+	for _, a := range []string{"jobs/{id}/cancel", "jobs/{id}/rerun", "runs/{id}/start"} {
+		mux.HandleFunc("POST /api/v1/"+a, func(w http.ResponseWriter, r *http.Request) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.calls = append(f.calls, strings.Replace(a, "{id}", r.PathValue("id"), 1))
+			id, _ := strconv.ParseInt(r.PathValue("id"), 10, 64)
+			writeJSON(w, http.StatusOK, map[string]any{"id": id})
+		})
+	}
+	mux.HandleFunc("GET /api/v1/jobs/{id}/logs", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		id, _ := strconv.ParseInt(r.PathValue("id"), 10, 64)
+		text, ok := f.logs[id]
+		f.mu.Unlock()
+		if !ok {
+			notFound(w, "job "+r.PathValue("id"))
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = io.WriteString(w, text)
+	})
 	mux.HandleFunc("GET /api/v1/agents", func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
@@ -131,6 +199,61 @@ func (f *fakeAPI) serve(t *testing.T) *httptest.Server {
 	srv := httptest.NewServer(f.handler())
 	t.Cleanup(srv.Close)
 	return srv
+}
+
+// Errors lists the requests the fake did not serve.
+func (f *fakeAPI) Errors() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.errors)
+}
+
+// testLog is a job log of n lines of two steps with one error line.
+func testLog(n int) string {
+	var b strings.Builder
+	for i := 1; i <= n; i++ {
+		switch {
+		case i == 1:
+			b.WriteString("== step 1: git clone\n")
+		case i == n/2:
+			b.WriteString("== step 2: pytest\n")
+		case i == n/2+5:
+			b.WriteString("ERROR: test_login failed: 500 != 200\n")
+		default:
+			fmt.Fprintf(&b, "line %d of the job output\n", i)
+		}
+	}
+	return b.String()
+}
+
+func testFlows() map[int64]api.FlowDetail {
+	sec := func(d time.Duration) *time.Time { return at(d) }
+	job := func(id, run int64, name string, state ci.JobState, res ci.JobResult, agent string, dur float64) api.JobDetail {
+		return api.JobDetail{Job: ci.Job{ID: id, RunID: run, Name: name, State: state, Result: res, System: "debian-12"}, Agent: agent, Duration: dur}
+	}
+	return map[int64]api.FlowDetail{
+		100: {Flow: ci.Flow{ID: 100, BranchID: 7, Kind: ci.FlowCI, State: ci.FlowCompleted, KindSeq: 11, Created: *sec(2 * time.Hour)},
+			Project: "demo", Branch: "main", Runs: []api.RunDetail{
+				{Run: ci.Run{ID: 200, FlowID: 100, State: ci.RunCompleted}, Name: "build",
+					Jobs: []api.JobDetail{job(300, 200, "compile", ci.JobCompleted, ci.JobOK, "builder-1", 40)}},
+			}},
+		101: {Flow: ci.Flow{ID: 101, BranchID: 7, Kind: ci.FlowCI, State: ci.FlowCompleted, KindSeq: 12, Label: "abc123 fix login", Created: *sec(10 * time.Minute)},
+			Project: "demo", Branch: "main", Runs: []api.RunDetail{
+				{Run: ci.Run{ID: 201, FlowID: 101, State: ci.RunCompleted}, Name: "build",
+					Jobs: []api.JobDetail{job(301, 201, "compile", ci.JobCompleted, ci.JobOK, "builder-1", 42)}},
+				{Run: ci.Run{ID: 202, FlowID: 101, State: ci.RunCompleted, JobsError: 1}, Name: "tests",
+					Jobs: []api.JobDetail{
+						job(302, 202, "unit", ci.JobCompleted, ci.JobOK, "builder-2", 65),
+						job(303, 202, "integration", ci.JobCompleted, ci.JobFailed, "builder-1", 185),
+					}},
+				{Run: ci.Run{ID: 203, FlowID: 101, State: ci.RunManual}, Name: "deploy"},
+			}},
+		102: {Flow: ci.Flow{ID: 102, BranchID: 7, Kind: ci.FlowDEV, State: ci.FlowInProgress, KindSeq: 3, Created: *sec(30 * time.Second)},
+			Project: "demo", Branch: "main", Runs: []api.RunDetail{
+				{Run: ci.Run{ID: 204, FlowID: 102, State: ci.RunInProgress}, Name: "build",
+					Jobs: []api.JobDetail{job(304, 204, "compile", ci.JobRunning, "", "builder-2", 12), job(305, 204, "lint", ci.JobQueued, "", "", 0)}},
+			}},
+	}
 }
 
 func (f *fakeAPI) Calls() []string {

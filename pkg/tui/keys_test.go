@@ -36,7 +36,7 @@ func TestAgentKeys(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			f := newFakeAPI()
-			h := newHarness(t, f.serve(t).Listener.Addr().String(), 80, 24, termenv.Ascii)
+			h := newAgentsHarness(t, f.serve(t).Listener.Addr().String(), 80, 24, termenv.Ascii)
 			h.keys(tc.keys...)
 			assert.Equal(t, tc.wantCalls, f.Calls())
 			assert.False(t, h.quit)
@@ -55,7 +55,7 @@ func TestGlobalKeys(t *testing.T) {
 	t.Run("help toggles and esc closes it", func(t *testing.T) {
 		t.Parallel()
 		h := newHarness(t, addr, 80, 24, termenv.Ascii)
-		h.keys("?")
+		h.keys("A", "?")
 		assert.Contains(t, ansi.Strip(h.view()), "add to group")
 		assert.Contains(t, ansi.Strip(h.view()), "Keys")
 		h.keys("esc")
@@ -66,6 +66,8 @@ func TestGlobalKeys(t *testing.T) {
 	t.Run("back on the first screen stays", func(t *testing.T) {
 		t.Parallel()
 		h := newHarness(t, addr, 80, 24, termenv.Ascii)
+		h.keys("A")
+		require.Len(t, h.m.stack, 2)
 		h.keys("esc", "backspace")
 		assert.Len(t, h.m.stack, 1)
 		assert.False(t, h.quit)
@@ -87,7 +89,7 @@ func TestGlobalKeys(t *testing.T) {
 func TestResizeAlwaysFits(t *testing.T) {
 	t.Parallel()
 	f := newFakeAPI()
-	h := newHarness(t, f.serve(t).Listener.Addr().String(), 80, 24, termenv.Ascii)
+	h := newAgentsHarness(t, f.serve(t).Listener.Addr().String(), 80, 24, termenv.Ascii)
 	for _, sz := range [][2]int{{20, 5}, {40, 10}, {79, 23}, {200, 60}, {1, 1}, {80, 24}} {
 		h.send(teaSize(sz[0], sz[1]))
 		checkFits(t, h.view(), sz[0], sz[1])
@@ -117,9 +119,9 @@ func TestNoColor(t *testing.T) {
 	t.Parallel()
 	f := newFakeAPI()
 	addr := f.serve(t).Listener.Addr().String()
-	colour := newHarness(t, addr, 80, 24, termenv.ANSI256).view()
+	colour := newAgentsHarness(t, addr, 80, 24, termenv.ANSI256).view()
 	assert.Regexp(t, colourSGR, colour, "colours are on with a colour profile")
-	plain := newHarness(t, addr, 80, 24, termenv.Ascii).view()
+	plain := newAgentsHarness(t, addr, 80, 24, termenv.Ascii).view()
 	assert.NotRegexp(t, colourSGR, plain, "no colour without colours")
 	assert.Contains(t, ansi.Strip(plain), "› new-host", "the selection shows without colour")
 
@@ -130,7 +132,7 @@ func TestNoColor(t *testing.T) {
 func TestTickRefreshes(t *testing.T) {
 	t.Parallel()
 	f := newFakeAPI()
-	h := newHarness(t, f.serve(t).Listener.Addr().String(), 80, 24, termenv.Ascii)
+	h := newAgentsHarness(t, f.serve(t).Listener.Addr().String(), 80, 24, termenv.Ascii)
 	assert.Contains(t, ansi.Strip(h.view()), "building")
 	f.mu.Lock()
 	f.agents[1].State = "idle"
@@ -138,4 +140,78 @@ func TestTickRefreshes(t *testing.T) {
 	f.mu.Unlock()
 	h.send(tickMsg{})
 	assert.NotContains(t, ansi.Strip(h.view()), "building")
+}
+
+func TestFlowKeys(t *testing.T) {
+	t.Parallel()
+	open := []string{"enter", "enter", "enter"} // demo → main → CI 12
+	cases := []struct {
+		name      string
+		keys      []string
+		wantCalls []string
+		status    string
+	}{
+		{"cancel job", []string{"c"}, []string{"jobs/301/cancel"}, "job compile cancelled"},
+		{"rerun job", []string{"down", "down", "r"}, []string{"jobs/303/rerun"}, "job integration rerun"},
+		{"start manual run", []string{"down", "down", "down", "s"}, []string{"runs/203/start"}, "run deploy started"},
+		{"start a run that is not manual", []string{"s"}, nil, "not a manual run"},
+		{"cancel on a run row does nothing", []string{"down", "down", "down", "c"}, nil, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFakeAPI()
+			h := newHarness(t, f.serve(t).Listener.Addr().String(), 80, 24, termenv.Ascii)
+			h.keys(open...)
+			h.keys(tc.keys...)
+			assert.Equal(t, tc.wantCalls, f.Calls())
+			assert.Empty(t, f.Errors())
+			lines := strings.Split(ansi.Strip(h.view()), "\n")
+			assert.Contains(t, lines[22], tc.status, "status line")
+		})
+	}
+}
+
+func TestNavigation(t *testing.T) {
+	t.Parallel()
+	f := newFakeAPI()
+	h := newHarness(t, f.serve(t).Listener.Addr().String(), 80, 24, termenv.Ascii)
+	h.keys("enter", "enter", "enter", "down", "down", "enter")
+	require.Len(t, h.m.stack, 5)
+	assert.Contains(t, ansi.Strip(h.view()), "projects › demo › demo/main › CI 12 › job 303 integration")
+	logs := h.m.top().(*logScreen)
+	h.keys("esc")
+	require.Len(t, h.m.stack, 4)
+	assert.Error(t, logs.ctx.Err(), "leaving the log viewer stops its stream")
+	h.keys("backspace", "esc", "esc", "esc")
+	assert.Len(t, h.m.stack, 1)
+	h.keys("enter", "enter", "P")
+	assert.Len(t, h.m.stack, 1)
+	assert.Empty(t, f.Errors())
+}
+
+func TestLogRingAndSearch(t *testing.T) {
+	t.Parallel()
+	f := newFakeAPI()
+	f.logs[303] = testLog(maxLogLines + 5000)
+	h := newHarness(t, f.serve(t).Listener.Addr().String(), 80, 24, termenv.Ascii)
+	h.keys("enter", "enter", "enter", "down", "down", "enter")
+	s := h.m.top().(*logScreen)
+	assert.True(t, s.done)
+	assert.Len(t, s.lines, maxLogLines, "the viewer keeps a bounded ring of lines")
+	assert.Equal(t, 5000, s.dropped)
+	assert.Equal(t, "line 25000 of the job output", s.lines[len(s.lines)-1])
+	view := ansi.Strip(h.view())
+	assert.Contains(t, view, "end of log · 25000 lines (first 5000 not kept)")
+	assert.Contains(t, view, "line 25000 of the job output", "follows the end")
+
+	h.keys("E")
+	assert.Contains(t, strings.Split(ansi.Strip(h.view()), "\n")[1], "ERROR: test_login failed")
+	h.keys("/", "step 2", "enter")
+	assert.Contains(t, strings.Split(ansi.Strip(h.view()), "\n")[1], "== step 2: pytest")
+	h.keys("/", "no such text", "enter")
+	assert.Contains(t, ansi.Strip(h.view()), `"no such text" not found`)
+	h.keys("G")
+	assert.Contains(t, ansi.Strip(h.view()), "line 25000 of the job output")
+	checkFits(t, h.view(), 80, 24)
 }

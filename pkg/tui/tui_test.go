@@ -63,6 +63,14 @@ func newHarness(t *testing.T, addr string, w, h int, profile termenv.Profile) *h
 	return hs
 }
 
+// newAgentsHarness opens the agents screen (A) over the projects screen.
+func newAgentsHarness(t *testing.T, addr string, w, h int, profile termenv.Profile) *harness {
+	t.Helper()
+	hs := newHarness(t, addr, w, h, profile)
+	hs.keys("A")
+	return hs
+}
+
 func (h *harness) run(cmd tea.Cmd) {
 	if cmd != nil {
 		h.send(cmd())
@@ -107,6 +115,8 @@ func (h *harness) keys(keys ...string) {
 			h.send(tea.KeyMsg{Type: tea.KeyBackspace})
 		case "down":
 			h.send(tea.KeyMsg{Type: tea.KeyDown})
+		case "tab":
+			h.send(tea.KeyMsg{Type: tea.KeyTab})
 		case "up":
 			h.send(tea.KeyMsg{Type: tea.KeyUp})
 		case "ctrl+c":
@@ -154,13 +164,24 @@ func TestGoldenViews(t *testing.T) {
 		name string
 		keys []string
 	}{
-		{"agents", nil},
-		{"agents_cursor_down", []string{"down", "down"}},
-		{"agents_help", []string{"?"}},
-		{"agents_group_prompt", []string{"down", "g", "linux"}},
-		{"agents_delete_confirm", []string{"x"}},
-		{"agents_authorized", []string{"a"}},
-		{"agents_group_error", []string{"g", "missing", "enter"}},
+		{"agents", []string{"A"}},
+		{"agents_cursor_down", []string{"A", "down", "down"}},
+		{"agents_help", []string{"A", "?"}},
+		{"agents_group_prompt", []string{"A", "down", "g", "linux"}},
+		{"agents_delete_confirm", []string{"A", "x"}},
+		{"agents_authorized", []string{"A", "a"}},
+		{"agents_group_error", []string{"A", "g", "missing", "enter"}},
+		{"projects", nil},
+		{"branches", []string{"enter"}},
+		{"flows_ci", []string{"enter", "enter"}},
+		{"flows_dev", []string{"enter", "enter", "tab"}},
+		{"flows_empty", []string{"down", "enter", "enter"}},
+		{"flow", []string{"enter", "enter", "enter"}},
+		{"flow_help", []string{"enter", "enter", "enter", "?"}},
+		{"logs_follow", []string{"enter", "enter", "enter", "down", "down", "enter"}},
+		{"logs_top", []string{"enter", "enter", "enter", "down", "down", "enter", "g"}},
+		{"logs_first_error", []string{"enter", "enter", "enter", "down", "down", "enter", "E"}},
+		{"logs_search", []string{"enter", "enter", "enter", "down", "down", "enter", "/", "step 2"}},
 	}
 	for _, tc := range cases {
 		for _, sz := range sizes {
@@ -170,6 +191,7 @@ func TestGoldenViews(t *testing.T) {
 				f := newFakeAPI()
 				h := newHarness(t, f.serve(t).Listener.Addr().String(), sz[0], sz[1], termenv.Ascii)
 				h.keys(tc.keys...)
+				require.Empty(t, f.Errors(), "unexpected requests")
 				golden(t, name, h.view(), sz[0], sz[1])
 			})
 		}

@@ -33,8 +33,11 @@ func NewCmdTUI(f *factory.Factory, runF func(context.Context, *Options) error) *
 	cmd := &cobra.Command{
 		Use:   "tui",
 		Short: "Browse and drive the server in a terminal UI",
-		Long: `Open a terminal UI on the server: agents (authorize, enable, disable,
-groups, delete), refreshed every 2 seconds. Press ? for the keys.
+		Long: `Open a terminal UI on the server: projects, branches, the CI and DEV
+flows of a branch with a box per run, a flow's jobs (cancel, rerun, start a
+manual run), a job's log (followed live, search, first error), and agents
+(authorize, enable, disable, add to a group, delete). Screens refresh every
+2 seconds. Press ? for the keys, Esc to go back.
 
 The TUI logs to --log-file (default $XDG_STATE_HOME/kk/tui.log, else
 ~/.local/state/kk/tui.log), never to the screen. NO_COLOR turns colours off.`,
