@@ -133,10 +133,16 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.stack = append(m.stack, msg.screen)
 		return m, msg.screen.Load()
 	case tea.KeyMsg:
+		if msg.Type == tea.KeyCtrlC {
+			return m, tea.Quit
+		}
 		if !m.top().Capturing() {
 			if cmd, ok := m.globalKey(msg); ok {
 				return m, cmd
 			}
+		}
+		if m.showHelp {
+			return m, nil // the help covers the screen: its keys do nothing
 		}
 	}
 	s, cmd := m.top().Update(msg)

@@ -72,6 +72,19 @@ func TestGlobalKeys(t *testing.T) {
 		assert.Len(t, h.m.stack, 1)
 		assert.False(t, h.quit)
 	})
+	t.Run("screen keys do nothing under the help", func(t *testing.T) {
+		t.Parallel()
+		f := newFakeAPI()
+		h := newAgentsHarness(t, f.serve(t).Listener.Addr().String(), 80, 24, termenv.Ascii)
+		h.keys("?", "a", "x", "y")
+		assert.Empty(t, f.Calls())
+	})
+	t.Run("ctrl+c quits while typing", func(t *testing.T) {
+		t.Parallel()
+		h := newAgentsHarness(t, addr, 80, 24, termenv.Ascii)
+		h.keys("g", "ab", "ctrl+c")
+		assert.True(t, h.quit)
+	})
 	t.Run("q quits", func(t *testing.T) {
 		t.Parallel()
 		h := newHarness(t, addr, 80, 24, termenv.Ascii)
@@ -193,16 +206,17 @@ func TestNavigation(t *testing.T) {
 func TestLogRingAndSearch(t *testing.T) {
 	t.Parallel()
 	f := newFakeAPI()
-	f.logs[303] = testLog(maxLogLines + 5000)
+	f.logs[303] = testLog(maxLogLines+5000) + strings.Repeat("a very long line ", 40) + "\n"
 	h := newHarness(t, f.serve(t).Listener.Addr().String(), 80, 24, termenv.Ascii)
 	h.keys("enter", "enter", "enter", "down", "down", "enter")
 	s := h.m.top().(*logScreen)
 	assert.True(t, s.done)
 	assert.Len(t, s.lines, maxLogLines, "the viewer keeps a bounded ring of lines")
-	assert.Equal(t, 5000, s.dropped)
-	assert.Equal(t, "line 25000 of the job output", s.lines[len(s.lines)-1])
+	assert.Equal(t, 5001, s.dropped)
+	assert.Equal(t, "line 25000 of the job output", s.lines[len(s.lines)-2])
 	view := ansi.Strip(h.view())
-	assert.Contains(t, view, "end of log · 25000 lines (first 5000 not kept)")
+	checkFits(t, h.view(), 80, 24)
+	assert.Contains(t, view, "end of log · 25001 lines (first 5001 not kept)", "a long line does not push the footer out")
 	assert.Contains(t, view, "line 25000 of the job output", "follows the end")
 
 	h.keys("E")
