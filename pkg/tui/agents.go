@@ -25,6 +25,7 @@ type agentKeys struct {
 	Disable   key.Binding
 	Group     key.Binding
 	Delete    key.Binding
+	Groups    key.Binding
 }
 
 func defaultAgentKeys() agentKeys {
@@ -34,6 +35,7 @@ func defaultAgentKeys() agentKeys {
 		Disable:   key.NewBinding(key.WithKeys("d"), key.WithHelp("d", "disable")),
 		Group:     key.NewBinding(key.WithKeys("g"), key.WithHelp("g", "add to group")),
 		Delete:    key.NewBinding(key.WithKeys("x"), key.WithHelp("x", "delete")),
+		Groups:    key.NewBinding(key.WithKeys("G"), key.WithHelp("G", "groups")),
 	}
 }
 
@@ -89,7 +91,7 @@ func newAgentsScreen(e *env) *agentsScreen {
 func (s *agentsScreen) Title() string { return "agents" }
 
 func (s *agentsScreen) Keys() []key.Binding {
-	return []key.Binding{s.keys.Authorize, s.keys.Enable, s.keys.Disable, s.keys.Group, s.keys.Delete}
+	return []key.Binding{s.keys.Authorize, s.keys.Enable, s.keys.Disable, s.keys.Group, s.keys.Delete, s.keys.Groups}
 }
 
 func (s *agentsScreen) Capturing() bool { return s.mode != modeBrowse }
@@ -175,6 +177,8 @@ func (s *agentsScreen) updateBrowse(msg tea.KeyMsg) (Screen, tea.Cmd) {
 		s.table.GoTo(0)
 	case key.Matches(msg, g.Bottom):
 		s.table.GoTo(-1)
+	case key.Matches(msg, s.keys.Groups):
+		return s, push(newGroupsScreen(s.env))
 	}
 	a, ok := s.selected()
 	if !ok {

@@ -23,6 +23,7 @@ type fakeAPI struct {
 	agents []api.Agent
 	flows  map[int64]api.FlowDetail
 	logs   map[int64]string
+	groups []string
 	calls  []string
 	errors []string // requests the fake does not serve
 }
@@ -33,7 +34,7 @@ var testNow = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 func at(d time.Duration) *time.Time { t := testNow.Add(-d); return &t }
 
 func newFakeAPI() *fakeAPI {
-	return &fakeAPI{flows: testFlows(), logs: map[int64]string{303: testLog(40)}, agents: []api.Agent{
+	return &fakeAPI{groups: []string{"all", "linux", "macos"}, flows: testFlows(), logs: map[int64]string{303: testLog(40)}, agents: []api.Agent{
 		{ID: 1, Name: "builder-1", State: ci.AgentIdle, Authorized: true, Address: "10.0.0.11",
 			Groups: []string{"all", "linux"}, Executors: []string{"local", "docker"}, LastSeen: at(3 * time.Second),
 			HostInfo: ci.HostInfo{OS: "linux", System: "debian-12", Docker: "28.5.2"}},
@@ -132,6 +133,41 @@ func (f *fakeAPI) handler() http.Handler {
 		}
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = io.WriteString(w, text)
+	})
+	mux.HandleFunc("GET /api/v1/groups", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		out := []api.Group{}
+		for i, g := range f.groups {
+			grp := api.Group{ID: int64(i + 1), Name: g, Agents: []string{}}
+			for _, a := range f.agents {
+				if a.Authorized && slices.Contains(a.Groups, g) {
+					grp.Agents = append(grp.Agents, a.Name)
+				}
+			}
+			out = append(out, grp)
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
+	mux.HandleFunc("POST /api/v1/groups", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		var in api.CreateGroup
+		_ = json.NewDecoder(r.Body).Decode(&in)
+		f.calls = append(f.calls, "create group "+in.Name)
+		if slices.Contains(f.groups, in.Name) {
+			writeJSON(w, http.StatusConflict, map[string]any{"error": map[string]string{"code": "conflict", "message": "group " + in.Name + " exists"}})
+			return
+		}
+		f.groups = append(f.groups, in.Name)
+		writeJSON(w, http.StatusCreated, api.Group{Name: in.Name, Agents: []string{}})
+	})
+	mux.HandleFunc("DELETE /api/v1/groups/{g}", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.calls = append(f.calls, "delete group "+r.PathValue("g"))
+		f.groups = slices.DeleteFunc(f.groups, func(g string) bool { return g == r.PathValue("g") })
+		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("GET /api/v1/agents", func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()

@@ -47,6 +47,34 @@ func TestAgentKeys(t *testing.T) {
 	}
 }
 
+func TestGroupKeys(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name      string
+		keys      []string
+		wantCalls []string
+		status    string
+	}{
+		{"create", []string{"n", "arm64", "enter"}, []string{"create group arm64"}, "group arm64 created"},
+		{"create existing shows the error", []string{"n", "linux", "enter"}, []string{"create group linux"}, "group linux exists"},
+		{"create cancelled", []string{"n", "arm", "esc", "x", "n"}, nil, "delete cancelled"},
+		{"delete confirmed", []string{"down", "x", "y"}, []string{"delete group linux"}, "group linux deleted"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFakeAPI()
+			h := newAgentsHarness(t, f.serve(t).Listener.Addr().String(), 80, 24, termenv.Ascii)
+			h.keys("G")
+			h.keys(tc.keys...)
+			assert.Equal(t, tc.wantCalls, f.Calls())
+			assert.Empty(t, f.Errors())
+			lines := strings.Split(ansi.Strip(h.view()), "\n")
+			assert.Contains(t, lines[22], tc.status, "status line")
+		})
+	}
+}
+
 func TestGlobalKeys(t *testing.T) {
 	t.Parallel()
 	f := newFakeAPI()
