@@ -37,8 +37,8 @@ func NewCmdTUI(f *factory.Factory, runF func(context.Context, *Options) error) *
 flows of a branch with a box per run, a flow's jobs (cancel, rerun, start a
 manual run), a job's log (followed live, search, first error), and agents
 (authorize, enable, disable, add to a group, delete) and groups (create,
-delete, members). Screens refresh every
-2 seconds. Press ? for the keys, Esc to go back.
+delete, members). Screens refresh every 2 seconds. Press ? for the keys,
+Esc to go back.
 
 The TUI logs to --log-file (default $XDG_STATE_HOME/kk/tui.log, else
 ~/.local/state/kk/tui.log), never to the screen. NO_COLOR turns colours off.`,
