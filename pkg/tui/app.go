@@ -237,7 +237,8 @@ func (m *Model) View() string {
 		}
 		status = st.Render(m.status)
 	}
-	keys := m.help.ShortHelpView(append(m.top().Keys(), m.keys.Help, m.keys.Back, m.keys.Quit))
+	// The global keys come first so that `? help` shows at any width.
+	keys := m.help.ShortHelpView(append([]key.Binding{m.keys.Help, m.keys.Back, m.keys.Quit}, m.top().Keys()...))
 	return fit(m.header()+"\n"+fit(body, m.width, m.bodyHeight())+"\n"+status+"\n"+keys, m.width, m.height)
 }
 
