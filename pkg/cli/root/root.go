@@ -31,6 +31,7 @@ import (
 	testcmd "github.com/kraken-go/kk/pkg/cli/test"
 	"github.com/kraken-go/kk/pkg/cli/version"
 	"github.com/kraken-go/kk/pkg/client"
+	tuicmd "github.com/kraken-go/kk/pkg/tui/cmd"
 )
 
 // NewCmdRoot returns the `kk` command with every subcommand.
@@ -85,6 +86,7 @@ Start with:
 		group.NewCmdGroup(f),
 		artifacts.NewCmdArtifacts(f),
 		secret.NewCmdSecret(f),
+		tuicmd.NewCmdTUI(f, nil),
 		version.NewCmdVersion(f, nil),
 		completion.NewCmdCompletion(f, nil),
 	)

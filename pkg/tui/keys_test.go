@@ -1,0 +1,259 @@
+package tui
+
+import (
+	"net"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/charmbracelet/x/ansi"
+	"github.com/muesli/termenv"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestAgentKeys(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name      string
+		keys      []string
+		wantCalls []string
+		status    string // expected in the view's status line ("" = none)
+	}{
+		{"authorize discovered", []string{"a"}, []string{"authorize 4"}, "agent new-host authorized"},
+		{"authorize authorized is a no-op", []string{"down", "a"}, nil, "agent builder-1 is already authorized"},
+		{"disable", []string{"down", "d"}, []string{"disable 1"}, "agent builder-1 disabled"},
+		{"enable", []string{"down", "down", "down", "e"}, []string{"enable 3"}, "agent mac-mini enabled"},
+		{"add to group", []string{"down", "g", "linux", "enter"}, []string{"group linux 1"}, "agent builder-1 added to group linux"},
+		{"group input esc cancels, does not go back", []string{"g", "lin", "esc", "a"}, []string{"authorize 4"}, "agent new-host authorized"},
+		{"group input keeps q and ?", []string{"g", "q?", "enter"}, []string{"group q? 4"}, "added to group q?"},
+		{"group error in status line", []string{"g", "missing", "enter"}, []string{"group missing 4"}, `group "missing" does not exist`},
+		{"delete cancelled", []string{"x", "n"}, nil, "delete cancelled"},
+		{"delete confirmed", []string{"down", "down", "x", "y"}, []string{"delete 2"}, "agent builder-2 deleted"},
+		{"cursor stays in range", []string{"up", "up", "down", "down", "down", "down", "down", "down", "d"}, []string{"disable 3"}, "agent mac-mini disabled"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFakeAPI()
+			h := newAgentsHarness(t, f.serve(t).Listener.Addr().String(), 80, 24, termenv.Ascii)
+			h.keys(tc.keys...)
+			assert.Equal(t, tc.wantCalls, f.Calls())
+			assert.False(t, h.quit)
+			lines := strings.Split(ansi.Strip(h.view()), "\n")
+			require.Len(t, lines, 24)
+			assert.Contains(t, lines[22], tc.status, "status line")
+		})
+	}
+}
+
+func TestGroupKeys(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name      string
+		keys      []string
+		wantCalls []string
+		status    string
+	}{
+		{"create", []string{"n", "arm64", "enter"}, []string{"create group arm64"}, "group arm64 created"},
+		{"create existing shows the error", []string{"n", "linux", "enter"}, []string{"create group linux"}, "group linux exists"},
+		{"create cancelled", []string{"n", "arm", "esc", "x", "n"}, nil, "delete cancelled"},
+		{"delete confirmed", []string{"down", "x", "y"}, []string{"delete group linux"}, "group linux deleted"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFakeAPI()
+			h := newAgentsHarness(t, f.serve(t).Listener.Addr().String(), 80, 24, termenv.Ascii)
+			h.keys("G")
+			h.keys(tc.keys...)
+			assert.Equal(t, tc.wantCalls, f.Calls())
+			assert.Empty(t, f.Errors())
+			lines := strings.Split(ansi.Strip(h.view()), "\n")
+			assert.Contains(t, lines[22], tc.status, "status line")
+		})
+	}
+}
+
+func TestGlobalKeys(t *testing.T) {
+	t.Parallel()
+	f := newFakeAPI()
+	addr := f.serve(t).Listener.Addr().String()
+
+	t.Run("help toggles and esc closes it", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t, addr, 80, 24, termenv.Ascii)
+		h.keys("A", "?")
+		assert.Contains(t, ansi.Strip(h.view()), "add to group")
+		assert.Contains(t, ansi.Strip(h.view()), "Keys")
+		h.keys("esc")
+		assert.NotContains(t, ansi.Strip(h.view()), "Keys")
+		h.keys("?", "?")
+		assert.NotContains(t, ansi.Strip(h.view()), "Keys")
+	})
+	t.Run("back on the first screen stays", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t, addr, 80, 24, termenv.Ascii)
+		h.keys("A")
+		require.Len(t, h.m.stack, 2)
+		h.keys("esc", "backspace")
+		assert.Len(t, h.m.stack, 1)
+		assert.False(t, h.quit)
+	})
+	t.Run("screen keys do nothing under the help", func(t *testing.T) {
+		t.Parallel()
+		f := newFakeAPI()
+		h := newAgentsHarness(t, f.serve(t).Listener.Addr().String(), 80, 24, termenv.Ascii)
+		h.keys("?", "a", "x", "y")
+		assert.Empty(t, f.Calls())
+	})
+	t.Run("ctrl+c quits while typing", func(t *testing.T) {
+		t.Parallel()
+		h := newAgentsHarness(t, addr, 80, 24, termenv.Ascii)
+		h.keys("g", "ab", "ctrl+c")
+		assert.True(t, h.quit)
+	})
+	t.Run("q quits", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t, addr, 80, 24, termenv.Ascii)
+		h.keys("q")
+		assert.True(t, h.quit)
+	})
+	t.Run("ctrl+c quits", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t, addr, 80, 24, termenv.Ascii)
+		h.keys("ctrl+c")
+		assert.True(t, h.quit)
+	})
+}
+
+func TestResizeAlwaysFits(t *testing.T) {
+	t.Parallel()
+	f := newFakeAPI()
+	h := newAgentsHarness(t, f.serve(t).Listener.Addr().String(), 80, 24, termenv.Ascii)
+	for _, sz := range [][2]int{{20, 5}, {40, 10}, {79, 23}, {200, 60}, {1, 1}, {80, 24}} {
+		h.send(teaSize(sz[0], sz[1]))
+		checkFits(t, h.view(), sz[0], sz[1])
+		h.keys("?")
+		checkFits(t, h.view(), sz[0], sz[1])
+		h.keys("?")
+	}
+}
+
+func TestUnreachableServerShowsStatus(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close()) // nothing listens there any more
+	h := newHarness(t, addr, 80, 24, termenv.Ascii)
+	h.keys("a", "down")
+	lines := strings.Split(ansi.Strip(h.view()), "\n")
+	assert.Contains(t, lines[22], "cannot reach http://kkd.test:6363")
+	assert.Contains(t, h.log.String(), "tui error")
+}
+
+// colourSGR matches an escape sequence that sets a foreground or background colour.
+var colourSGR = regexp.MustCompile(`\x1b\[(?:[0-9]+;)*(?:3[0-8]|4[0-8]|9[0-7]|10[0-7])(?:;[0-9]+)*m`)
+
+func TestNoColor(t *testing.T) {
+	t.Parallel()
+	f := newFakeAPI()
+	addr := f.serve(t).Listener.Addr().String()
+	colour := newAgentsHarness(t, addr, 80, 24, termenv.ANSI256).view()
+	assert.Regexp(t, colourSGR, colour, "colours are on with a colour profile")
+	plain := newAgentsHarness(t, addr, 80, 24, termenv.Ascii).view()
+	assert.NotRegexp(t, colourSGR, plain, "no colour without colours")
+	assert.Contains(t, ansi.Strip(plain), "› new-host", "the selection shows without colour")
+
+	r := NewRenderer(&strings.Builder{}, true)
+	assert.Equal(t, termenv.Ascii, r.ColorProfile())
+}
+
+func TestTickRefreshes(t *testing.T) {
+	t.Parallel()
+	f := newFakeAPI()
+	h := newAgentsHarness(t, f.serve(t).Listener.Addr().String(), 80, 24, termenv.Ascii)
+	assert.Contains(t, ansi.Strip(h.view()), "building")
+	f.mu.Lock()
+	f.agents[1].State = "idle"
+	f.agents[1].JobID = 0
+	f.mu.Unlock()
+	h.send(tickMsg{})
+	assert.NotContains(t, ansi.Strip(h.view()), "building")
+}
+
+func TestFlowKeys(t *testing.T) {
+	t.Parallel()
+	open := []string{"enter", "enter", "enter"} // demo → main → CI 12
+	cases := []struct {
+		name      string
+		keys      []string
+		wantCalls []string
+		status    string
+	}{
+		{"cancel job", []string{"c"}, []string{"jobs/301/cancel"}, "job compile cancelled"},
+		{"rerun job", []string{"down", "down", "r"}, []string{"jobs/303/rerun"}, "job integration rerun"},
+		{"start manual run", []string{"down", "down", "down", "s"}, []string{"runs/203/start"}, "run deploy started"},
+		{"start a run that is not manual", []string{"s"}, nil, "not a manual run"},
+		{"cancel on a run row does nothing", []string{"down", "down", "down", "c"}, nil, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFakeAPI()
+			h := newHarness(t, f.serve(t).Listener.Addr().String(), 80, 24, termenv.Ascii)
+			h.keys(open...)
+			h.keys(tc.keys...)
+			assert.Equal(t, tc.wantCalls, f.Calls())
+			assert.Empty(t, f.Errors())
+			lines := strings.Split(ansi.Strip(h.view()), "\n")
+			assert.Contains(t, lines[22], tc.status, "status line")
+		})
+	}
+}
+
+func TestNavigation(t *testing.T) {
+	t.Parallel()
+	f := newFakeAPI()
+	h := newHarness(t, f.serve(t).Listener.Addr().String(), 80, 24, termenv.Ascii)
+	h.keys("enter", "enter", "enter", "down", "down", "enter")
+	require.Len(t, h.m.stack, 5)
+	assert.Contains(t, ansi.Strip(h.view()), "projects › demo › demo/main › CI 12 › job 303 integration")
+	logs := h.m.top().(*logScreen)
+	h.keys("esc")
+	require.Len(t, h.m.stack, 4)
+	assert.Error(t, logs.ctx.Err(), "leaving the log viewer stops its stream")
+	h.keys("backspace", "esc", "esc", "esc")
+	assert.Len(t, h.m.stack, 1)
+	h.keys("enter", "enter", "P")
+	assert.Len(t, h.m.stack, 1)
+	assert.Empty(t, f.Errors())
+}
+
+func TestLogRingAndSearch(t *testing.T) {
+	t.Parallel()
+	f := newFakeAPI()
+	f.logs[303] = testLog(maxLogLines+5000) + strings.Repeat("a very long line ", 40) + "\n"
+	h := newHarness(t, f.serve(t).Listener.Addr().String(), 80, 24, termenv.Ascii)
+	h.keys("enter", "enter", "enter", "down", "down", "enter")
+	s := h.m.top().(*logScreen)
+	assert.True(t, s.done)
+	assert.Len(t, s.lines, maxLogLines, "the viewer keeps a bounded ring of lines")
+	assert.Equal(t, 5001, s.dropped)
+	assert.Equal(t, "line 25000 of the job output", s.lines[len(s.lines)-2])
+	view := ansi.Strip(h.view())
+	checkFits(t, h.view(), 80, 24)
+	assert.Contains(t, view, "end of log · 25001 lines (first 5001 not kept)", "a long line does not push the footer out")
+	assert.Contains(t, view, "line 25000 of the job output", "follows the end")
+
+	h.keys("E")
+	assert.Contains(t, strings.Split(ansi.Strip(h.view()), "\n")[1], "ERROR: test_login failed")
+	h.keys("/", "step 2", "enter")
+	assert.Contains(t, strings.Split(ansi.Strip(h.view()), "\n")[1], "== step 2: pytest")
+	h.keys("/", "no such text", "enter")
+	assert.Contains(t, ansi.Strip(h.view()), `"no such text" not found`)
+	h.keys("G")
+	assert.Contains(t, ansi.Strip(h.view()), "line 25000 of the job output")
+	checkFits(t, h.view(), 80, 24)
+}
