@@ -10,6 +10,7 @@
 #   - PostgreSQL server binaries (initdb, postgres) from Debian's postgresql
 #     package, unless KK_TEST_POSTGRES_URL names a server: the PostgreSQL
 #     store's tests start a throwaway cluster with them (pkg/store/pgtest).
+#   - tmux, which the end-to-end tests of `kk tui` drive.
 # It never fails the build itself: a missing piece makes the tests that need it
 # fail in CI (CI set) with a message naming it, and skip elsewhere.
 set -uo pipefail
@@ -32,6 +33,11 @@ apt_install() {
 	as_root apt-get update -q >/dev/null 2>&1 &&
 		as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null 2>&1
 }
+
+if ! command -v tmux >/dev/null 2>&1; then
+	log "installing tmux (the kk tui end-to-end tests drive it)"
+	apt_install tmux || log "could not install tmux: install it (apt-get install tmux)"
+fi
 
 if [ ! -x /bin/busybox ]; then
 	log "installing busybox-static (for the docker executor's test image)"
