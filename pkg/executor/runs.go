@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"path"
 	"sync"
 )
 
@@ -64,4 +66,43 @@ func (r *Runs) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("close environment: wait for commands: %w", ctx.Err())
 	}
+}
+
+// Start is the common opening of Env.Run: it refuses an empty argv,
+// registers the command (Begin) and reports a context that is already done.
+// When cancelled is true or err is set, nothing was registered and Run
+// returns at once; otherwise Run must call end when the command has ended.
+func (r *Runs) Start(ctx context.Context, cmd Command) (end func(), cancelled bool, err error) {
+	if len(cmd.Argv) == 0 {
+		return nil, false, errors.New("run command: empty argv")
+	}
+	end, err = r.Begin()
+	if err != nil {
+		return nil, false, err
+	}
+	if ctx.Err() != nil {
+		end()
+		return nil, true, nil
+	}
+	return end, false, nil
+}
+
+// Writer returns where the command's output goes: Output, or io.Discard.
+func (c Command) Writer() io.Writer {
+	if c.Output == nil {
+		return io.Discard
+	}
+	return c.Output
+}
+
+// WorkDir returns the command's working directory: the workspace when Dir
+// is empty, Dir when it is absolute, else Dir inside the workspace.
+func (c Command) WorkDir(workspace string) string {
+	switch {
+	case c.Dir == "":
+		return workspace
+	case path.IsAbs(c.Dir):
+		return c.Dir
+	}
+	return path.Join(workspace, c.Dir)
 }

@@ -145,28 +145,18 @@ func (v *Env) Close(ctx context.Context) error {
 // Run runs one command in its own process group; see the package comment.
 func (v *Env) Run(ctx context.Context, cmd executor.Command) (executor.Result, error) {
 	res := executor.Result{ExitCode: -1}
-	if len(cmd.Argv) == 0 {
-		return res, errors.New("run command: empty argv")
-	}
-	end, err := v.runs.Begin()
-	if err != nil {
+	end, cancelled, err := v.runs.Start(ctx, cmd)
+	if err != nil || cancelled {
+		res.Cancelled = cancelled
 		return res, err
 	}
 	defer end()
-
-	if ctx.Err() != nil {
-		res.Cancelled = true
-		return res, nil
-	}
 
 	c, err := v.command(cmd)
 	if err != nil {
 		return res, err
 	}
-	out := cmd.Output
-	if out == nil {
-		out = io.Discard
-	}
+	out := cmd.Writer()
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return res, fmt.Errorf("run %s: create output pipe: %w", cmd.Argv[0], err)
@@ -283,13 +273,7 @@ func (v *Env) command(cmd executor.Command) (*exec.Cmd, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir := cmd.Dir
-	switch {
-	case dir == "":
-		dir = v.workspace
-	case !filepath.IsAbs(dir):
-		dir = filepath.Join(v.workspace, dir)
-	}
+	dir := cmd.WorkDir(v.workspace)
 	// exec.Cmd would fail with a confusing "fork/exec" message.
 	if fi, err := os.Stat(dir); err != nil {
 		return nil, fmt.Errorf("run %s: working directory: %w", cmd.Argv[0], err)

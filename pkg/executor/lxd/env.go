@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -75,29 +74,14 @@ func (v *Env) Close(ctx context.Context) error {
 // Run runs one command by exec; see the package comment.
 func (v *Env) Run(ctx context.Context, cmd executor.Command) (executor.Result, error) {
 	res := executor.Result{ExitCode: -1}
-	if len(cmd.Argv) == 0 {
-		return res, errors.New("run command: empty argv")
-	}
-	end, err := v.runs.Begin()
-	if err != nil {
+	end, cancelled, err := v.runs.Start(ctx, cmd)
+	if err != nil || cancelled {
+		res.Cancelled = cancelled
 		return res, err
 	}
 	defer end()
-	if ctx.Err() != nil {
-		res.Cancelled = true
-		return res, nil
-	}
-	out := cmd.Output
-	if out == nil {
-		out = io.Discard
-	}
-	dir := cmd.Dir
-	switch {
-	case dir == "":
-		dir = v.workspace
-	case !path.IsAbs(dir):
-		dir = path.Join(v.workspace, dir)
-	}
+	out := cmd.Writer()
+	dir := cmd.WorkDir(v.workspace)
 	// API calls go on after a cancel: they stop the command.
 	actx := context.WithoutCancel(ctx)
 	uid, gid, err := v.lookupUser(actx, cmd.User)
