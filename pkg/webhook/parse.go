@@ -109,7 +109,8 @@ func Parse(f Forge, h http.Header, body []byte) (Event, error) {
 	case GitHub:
 		return parseGitHubLike(f, h.Get("X-GitHub-Event"), body, map[string]bool{"opened": true, "synchronize": true, "reopened": true})
 	case Gitea:
-		return parseGitHubLike(f, h.Get("X-Gitea-Event"), body, map[string]bool{"opened": true, "synchronize": true, "synchronized": true, "reopened": true})
+		_, ev := giteaHeader(h, "Event")
+		return parseGitHubLike(f, ev, body, map[string]bool{"opened": true, "synchronize": true, "synchronized": true, "reopened": true})
 	case GitLab:
 		return parseGitLab(h.Get("X-Gitlab-Event"), body)
 	}

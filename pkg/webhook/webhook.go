@@ -10,17 +10,22 @@
 // Signatures: GitHub sends X-Hub-Signature-256: sha256=HEX and Gitea
 // X-Gitea-Signature: HEX, both the HMAC-SHA256 of the raw body under the
 // project's webhook secret; GitLab sends the secret itself in X-Gitlab-Token.
-// Every comparison takes constant time.
+// GitHub's legacy X-Hub-Signature: sha1=HEX (HMAC-SHA1; older GitHub
+// Enterprise servers send only it) is accepted when X-Hub-Signature-256 is
+// absent. Forgejo's X-Forgejo-* and Gogs' X-Gogs-* headers stand in for
+// Gitea's when those are absent. Every comparison takes constant time.
 package webhook
 
 import (
 	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha1" //nolint:gosec // GitHub's legacy X-Hub-Signature is HMAC-SHA1
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"net/http"
 	"strings"
 )
@@ -82,19 +87,24 @@ func Verify(f Forge, h http.Header, body, secret []byte) error {
 	}
 	switch f {
 	case GitHub:
-		const hdr = "X-Hub-Signature-256"
-		v := h.Get(hdr)
-		if v == "" {
-			return fmt.Errorf("%w: header %s is missing: set the webhook's secret in GitHub (content type application/json)", ErrSignature, hdr)
+		const hdr, legacy = "X-Hub-Signature-256", "X-Hub-Signature"
+		if v := h.Get(hdr); v != "" {
+			sig, ok := strings.CutPrefix(v, "sha256=")
+			if !ok {
+				return fmt.Errorf("%w: header %s is not sha256=HEX", ErrSignature, hdr)
+			}
+			return checkHMAC(hdr, sig, body, secret)
 		}
-		sig, ok := strings.CutPrefix(v, "sha256=")
-		if !ok {
-			return fmt.Errorf("%w: header %s is not sha256=HEX", ErrSignature, hdr)
+		if v := h.Get(legacy); v != "" {
+			sig, ok := strings.CutPrefix(v, "sha1=")
+			if !ok {
+				return fmt.Errorf("%w: header %s is not sha1=HEX", ErrSignature, legacy)
+			}
+			return checkHMACWith(sha1.New, legacy, sig, body, secret)
 		}
-		return checkHMAC(hdr, sig, body, secret)
+		return fmt.Errorf("%w: header %s is missing: set the webhook's secret in GitHub (content type application/json)", ErrSignature, hdr)
 	case Gitea:
-		const hdr = "X-Gitea-Signature"
-		v := h.Get(hdr)
+		hdr, v := giteaHeader(h, "Signature")
 		if v == "" {
 			return fmt.Errorf("%w: header %s is missing: set the webhook's secret in Gitea", ErrSignature, hdr)
 		}
@@ -113,12 +123,30 @@ func Verify(f Forge, h http.Header, body, secret []byte) error {
 	return fmt.Errorf("%w: unknown forge %q", ErrSignature, f)
 }
 
-func checkHMAC(hdr, sig string, body, secret []byte) error {
-	got, err := hex.DecodeString(strings.TrimSpace(sig))
-	if err != nil || len(got) != sha256.Size {
-		return fmt.Errorf("%w: header %s is not a hex SHA-256 HMAC", ErrSignature, hdr)
+// giteaHeader returns the first of X-Gitea-NAME, X-Forgejo-NAME and
+// X-Gogs-NAME that is set (Forgejo and older Gitea releases also send the
+// others), with its name; the Gitea name and "" when none is.
+func giteaHeader(h http.Header, name string) (string, string) {
+	for _, p := range []string{"X-Gitea-", "X-Forgejo-", "X-Gogs-"} {
+		if v := h.Get(p + name); v != "" {
+			return p + name, v
+		}
 	}
-	m := hmac.New(sha256.New, secret)
+	return "X-Gitea-" + name, ""
+}
+
+func checkHMAC(hdr, sig string, body, secret []byte) error {
+	return checkHMACWith(sha256.New, hdr, sig, body, secret)
+}
+
+// checkHMACWith checks sig, the hex HMAC of body under secret with hash
+// newHash, in constant time.
+func checkHMACWith(newHash func() hash.Hash, hdr, sig string, body, secret []byte) error {
+	m := hmac.New(newHash, secret)
+	got, err := hex.DecodeString(strings.TrimSpace(sig))
+	if err != nil || len(got) != m.Size() {
+		return fmt.Errorf("%w: header %s is not a hex HMAC of %d bytes", ErrSignature, hdr, m.Size())
+	}
 	m.Write(body)
 	if !hmac.Equal(got, m.Sum(nil)) {
 		return fmt.Errorf("%w: header %s does not match the body under the project's webhook secret", ErrSignature, hdr)
@@ -139,7 +167,7 @@ func DeliveryID(f Forge, h http.Header, body []byte) string {
 	case GitHub:
 		v = h.Get("X-GitHub-Delivery")
 	case Gitea:
-		v = h.Get("X-Gitea-Delivery")
+		_, v = giteaHeader(h, "Delivery")
 	case GitLab:
 		v = h.Get("X-Gitlab-Event-UUID")
 	}

@@ -1,6 +1,9 @@
 package webhook_test
 
 import (
+	"crypto/hmac"
+	"crypto/sha1"
+	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -244,4 +247,68 @@ func FuzzParse(f *testing.F) {
 			require.NoError(t, err)
 		}
 	})
+}
+
+// sha1Sig is GitHub's legacy X-Hub-Signature value for body under secret.
+func sha1Sig(secret string, body []byte) string {
+	m := hmac.New(sha1.New, []byte(secret))
+	m.Write(body)
+	return "sha1=" + hex.EncodeToString(m.Sum(nil))
+}
+
+func TestVerifyGitHubLegacySHA1(t *testing.T) {
+	t.Parallel()
+	const secret = "s3cret"
+	body := []byte(`{"ref":"refs/heads/main"}`)
+	sha256Sig := "sha256=" + webhook.Sign([]byte(secret), body)
+	tests := []struct {
+		name   string
+		header http.Header
+		body   []byte
+		ok     bool
+	}{
+		{"sha1 alone", http.Header{"X-Hub-Signature": {sha1Sig(secret, body)}}, body, true},
+		{"sha1 wrong secret", http.Header{"X-Hub-Signature": {sha1Sig("other", body)}}, body, false},
+		{"sha1 tampered body", http.Header{"X-Hub-Signature": {sha1Sig(secret, body)}}, []byte(`{"ref":"x"}`), false},
+		{"sha1 without prefix", http.Header{"X-Hub-Signature": {strings.TrimPrefix(sha1Sig(secret, body), "sha1=")}}, body, false},
+		{"sha1 given a sha256 hmac", http.Header{"X-Hub-Signature": {"sha1=" + webhook.Sign([]byte(secret), body)}}, body, false},
+		{"sha1 not hex", http.Header{"X-Hub-Signature": {"sha1=zz"}}, body, false},
+		// With both, sha256 decides: a valid sha1 does not save a bad sha256.
+		{"both valid", http.Header{"X-Hub-Signature": {sha1Sig(secret, body)}, "X-Hub-Signature-256": {sha256Sig}}, body, true},
+		{"bad sha256, valid sha1", http.Header{"X-Hub-Signature": {sha1Sig(secret, body)}, "X-Hub-Signature-256": {"sha256=" + webhook.Sign([]byte("other"), body)}}, body, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			err := webhook.Verify(webhook.GitHub, tc.header, tc.body, []byte(secret))
+			if tc.ok {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorIs(t, err, webhook.ErrSignature)
+		})
+	}
+}
+
+func TestGiteaHeaderVariants(t *testing.T) {
+	t.Parallel()
+	const secret = "s3cret"
+	body := sample(t, "gitea-push.json")
+	sig := webhook.Sign([]byte(secret), body)
+	for _, prefix := range []string{"X-Gitea-", "X-Forgejo-", "X-Gogs-"} {
+		t.Run(prefix, func(t *testing.T) {
+			t.Parallel()
+			h := http.Header{}
+			h.Set(prefix+"Signature", sig)
+			h.Set(prefix+"Event", "push")
+			h.Set(prefix+"Delivery", "d-1")
+			require.NoError(t, webhook.Verify(webhook.Gitea, h, body, []byte(secret)))
+			h.Set(prefix+"Signature", webhook.Sign([]byte("other"), body))
+			require.ErrorIs(t, webhook.Verify(webhook.Gitea, h, body, []byte(secret)), webhook.ErrSignature)
+			require.Equal(t, "d-1", webhook.DeliveryID(webhook.Gitea, h, body))
+			ev, err := webhook.Parse(webhook.Gitea, h, body)
+			require.NoError(t, err)
+			require.Equal(t, webhook.KindPush, ev.Kind)
+		})
+	}
 }
