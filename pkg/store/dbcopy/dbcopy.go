@@ -81,6 +81,7 @@ func Tables() []string {
 		"data_docs",
 		"webhook_secrets",
 		"webhook_deliveries",
+		"run_notifications",
 	}
 }
 
