@@ -21,6 +21,9 @@ const (
 	NotifySending NotifyState = "sending"
 	NotifySent    NotifyState = "sent"
 	NotifyFailed  NotifyState = "failed"
+	// NotifySkipped: nothing to send (e.g. a commit status for a flow that
+	// no commit triggered); Message says why.
+	NotifySkipped NotifyState = "skipped"
 )
 
 // Notification records one notification about a run on one channel (email,
@@ -29,6 +32,9 @@ type Notification struct {
 	RunID   int64       `json:"run_id"`
 	Event   NotifyEvent `json:"event"`
 	Channel string      `json:"channel"`
+	// Round tells the ends of a run apart (a rerun ends it again): the run's
+	// finish time in Unix ms for event end, 0 for start.
+	Round int64       `json:"round"`
 	State   NotifyState `json:"state"`
 	// Message says what was sent, or why it failed.
 	Message string    `json:"message,omitempty"`

@@ -7,9 +7,10 @@ CREATE TABLE run_notifications (
 	run_id  bigint      NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
 	event   text        COLLATE "C" NOT NULL CHECK (event IN ('start', 'end')),
 	channel text        COLLATE "C" NOT NULL,
-	state   text        NOT NULL CHECK (state IN ('sending', 'sent', 'failed')),
+	round   bigint      NOT NULL DEFAULT 0,
+	state   text        NOT NULL CHECK (state IN ('sending', 'sent', 'failed', 'skipped')),
 	message text        NOT NULL DEFAULT '',
 	created timestamptz NOT NULL,
 	updated timestamptz NOT NULL,
-	UNIQUE (run_id, event, channel)
+	UNIQUE (run_id, event, round, channel)
 );

@@ -7,9 +7,12 @@ CREATE TABLE run_notifications (
 	run_id  INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
 	event   TEXT    NOT NULL CHECK (event IN ('start', 'end')),
 	channel TEXT    NOT NULL,
-	state   TEXT    NOT NULL CHECK (state IN ('sending', 'sent', 'failed')),
+	-- round tells the ends of a run apart (a rerun ends it again): the
+	-- run's finish time in ms for event end, 0 for start.
+	round   INTEGER NOT NULL DEFAULT 0,
+	state   TEXT    NOT NULL CHECK (state IN ('sending', 'sent', 'failed', 'skipped')),
 	message TEXT    NOT NULL DEFAULT '',
 	created INTEGER NOT NULL,
 	updated INTEGER NOT NULL,
-	UNIQUE (run_id, event, channel)
+	UNIQUE (run_id, event, round, channel)
 ) STRICT;
