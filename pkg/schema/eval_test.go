@@ -508,7 +508,7 @@ func TestEvalProblems(t *testing.T) {
 				{line: 7, col: 9, key: "flow_label", msg: "expected a string, got a list"},
 				{line: 8, col: 9, key: "timeout", msg: "must be at least 60, got 10"},
 				{line: 9, col: 26, key: "notification.email", msg: "expected a string or a list of strings, got int 5"},
-				{line: 9, col: 48, key: "notification.slack.chanel", msg: `unknown key "chanel" in slack notification (did you mean "channel"? allowed: channel)`},
+				{line: 9, col: 48, key: "notification.slack.chanel", msg: `unknown key "chanel" in slack notification (did you mean "channel"? allowed: channel, token)`},
 				{line: 9, col: 38, key: "notification.slack", msg: `missing required key "channel" in slack notification`},
 				{line: 9, col: 64, key: "notification.github", msg: `expected a dict, got string "creds"`},
 				{line: 12, col: 13, key: "jobs[0].timeout", msg: `expected an integer, got string "abc"`},
@@ -525,6 +525,16 @@ func TestEvalProblems(t *testing.T) {
 				{line: 19, col: 40, key: "jobs[1].steps[0].sleep_time_after_attempt", msg: "must be at least 0, got -1"},
 				{line: 20, col: 13, key: "jobs[1].environments", msg: "a job needs at least one environment"},
 				{line: 21, col: 12, key: "jobs[2]", msg: `expected a dict, got string "not a job"`},
+			},
+		},
+		{
+			name: "radicle notifications are refused",
+			code: `def stage(ctx):
+    return {"notification": {"radicle": {"credentials": "x"}, "slack": {"channel": "#ci", "token": 5}}}
+`,
+			want: []want{
+				{key: "notification.radicle", msg: "radicle notifications are not supported: remove the radicle key (github, discord, slack and email are)"},
+				{key: "notification.slack.token", msg: "expected a string, got int 5"},
 			},
 		},
 		{

@@ -22,13 +22,16 @@ var (
 )
 
 // notificationTargets maps each notification channel with an object value
-// to its single allowed key.
+// to its required key.
 var notificationTargets = map[string]string{
 	"slack":   "channel",
 	"github":  "credentials",
 	"discord": "webhook",
-	"radicle": "credentials",
 }
+
+// notificationOptional are the optional keys of those channels: slack's
+// token (else kkd's --slack-token).
+var notificationOptional = map[string][]string{"slack": {"token"}}
 
 // validateStage checks the converted stage dict and builds the Stage, with
 // defaults filled in. vars supplies Vars for #{...} in integer fields.
@@ -369,6 +372,10 @@ func (v *validator) notification(p path, x any) map[string]any {
 	if x, ok := m["email"]; ok {
 		v.strOrList(p.key("email"), x)
 	}
+	if _, ok := m["radicle"]; ok {
+		// Kraken posts them to GitHub's API (a bug); kk has no Radicle client.
+		v.add(p.key("radicle"), "radicle notifications are not supported: remove the radicle key (github, discord, slack and email are)")
+	}
 	for _, ch := range sortedKeys(notificationTargets) {
 		x, ok := m[ch]
 		if !ok {
@@ -380,9 +387,14 @@ func (v *validator) notification(p path, x any) map[string]any {
 			continue
 		}
 		key := notificationTargets[ch]
-		v.unknownKeys(cp, cm, []string{key}, fmt.Sprintf(" in %s notification", ch))
+		v.unknownKeys(cp, cm, append([]string{key}, notificationOptional[ch]...), fmt.Sprintf(" in %s notification", ch))
 		if v.required(cp, cm, key, fmt.Sprintf(" in %s notification", ch)) {
 			v.str(cp.key(key), cm[key])
+		}
+		for _, k := range notificationOptional[ch] {
+			if x, ok := cm[k]; ok {
+				v.str(cp.key(k), x)
+			}
 		}
 	}
 	return m
