@@ -51,6 +51,8 @@ type Config struct {
 	// not block (kkd archives the job's log in the background).
 	JobDone func(jobID int64)
 	Results ResultsAnalyzer // results analysis of completed runs (nil: none)
+	// Notifier is told when runs start (nil: no start notifications).
+	Notifier RunNotifier
 }
 
 // DefaultMaxAttempts is a job's attempts when Config.MaxAttempts is not set:
@@ -300,6 +302,8 @@ func (e *Engine) launch(ctx context.Context, f ci.Flow, s ci.Stage, r ci.Run) (c
 			return started, fmt.Errorf("set run note: %w", err)
 		}
 		e.cfg.Logger.Warn("run failed to evaluate", "run_id", r.ID, "stage", s.Name, "err", evalErr)
+	} else {
+		e.runStarted(started)
 	}
 	if err := e.failUnrunnable(ctx, jobs); err != nil {
 		return started, err

@@ -23,6 +23,11 @@ type Config struct {
 	RetryAfter time.Duration
 	// RunTimeout bounds the analysis of one run (default 5 min).
 	RunTimeout time.Duration
+	// Processed, when set, is called with every run whose analysis is done
+	// (kkd sends the run's end notifications, which carry its counts); it
+	// must not block. A run analysed again (enqueued twice, or resumed
+	// after a restart) is passed again: the callee deduplicates.
+	Processed func(runID int64)
 }
 
 // Analyzer analyses the results of completed runs in the background, one
@@ -127,8 +132,11 @@ func (a *Analyzer) loop(ctx context.Context) {
 				break
 			}
 			rctx, cancel := context.WithTimeout(ctx, a.cfg.RunTimeout)
-			_, err := a.AnalyzeRun(rctx, id)
+			out, err := a.AnalyzeRun(rctx, id)
 			cancel()
+			if err == nil && out == Analyzed && a.cfg.Processed != nil {
+				a.cfg.Processed(id)
+			}
 			if err != nil && ctx.Err() == nil {
 				if errors.Is(err, ci.ErrNotFound) {
 					continue // the run was deleted meanwhile
