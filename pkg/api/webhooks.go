@@ -40,6 +40,8 @@ type WebhookSetup struct {
 	Paths map[string]string `json:"paths"`
 	// Created tells that this call created (or rotated) the secret.
 	Created bool `json:"created"`
+	// PublicURL is kkd's public URL (kkd --public-url), "" when not set.
+	PublicURL string `json:"public_url,omitempty"`
 }
 
 // WebhookResult is kkd's answer to a delivery.

@@ -35,7 +35,7 @@ type Notification struct {
 	// Round tells the ends of a run apart (a rerun ends it again): the run's
 	// finish time in Unix ms for event end, 0 for start.
 	Round int64       `json:"round"`
-	State   NotifyState `json:"state"`
+	State NotifyState `json:"state"`
 	// Message says what was sent, or why it failed.
 	Message string    `json:"message,omitempty"`
 	Created time.Time `json:"created"`

@@ -120,7 +120,11 @@ Environment: KKD_LISTEN, KKD_DATA_DIR, KKD_DB, KKD_STORAGE, KKD_ADMIN_PASSWORD
 (admin password on first start; otherwise one is generated and printed once),
 KKD_SECRET_KEY (base64 of the 32-byte key that encrypts project secrets; otherwise
 DATA_DIR/secret.key, created on first start: back it up with the database),
-KKD_AGENT_REGISTRATION_KEY, KKD_AGENT_BINARIES, KKD_JOB_RETRIES, KKD_LOCAL_AGENT, KKD_DEMO, KKD_LOG_LEVEL.`,
+KKD_AGENT_REGISTRATION_KEY, KKD_AGENT_BINARIES, KKD_JOB_RETRIES, KKD_LOCAL_AGENT, KKD_DEMO, KKD_LOG_LEVEL,
+KKD_PUBLIC_URL; for notifications (docs/notifications.md) KKD_SMTP_URL and
+KKD_SLACK_TOKEN (read from the environment when the flag is not given, so the
+password and token stay out of the process list), KKD_SLACK_API_URL,
+KKD_GITHUB_API_URL.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			var lvl slog.Level
@@ -133,6 +137,12 @@ KKD_AGENT_REGISTRATION_KEY, KKD_AGENT_BINARIES, KKD_JOB_RETRIES, KKD_LOCAL_AGENT
 			o.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
 			o.AdminPassword = os.Getenv("KKD_ADMIN_PASSWORD")
 			o.SecretKey = os.Getenv(secrets.KeyEnv)
+			if o.Notify.SMTPURL == "" {
+				o.Notify.SMTPURL = os.Getenv("KKD_SMTP_URL")
+			}
+			if o.Notify.SlackToken == "" {
+				o.Notify.SlackToken = os.Getenv("KKD_SLACK_TOKEN")
+			}
 			ctx, stop := signal.NotifyContext(c.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return Serve(ctx, o)
@@ -145,6 +155,11 @@ KKD_AGENT_REGISTRATION_KEY, KKD_AGENT_BINARIES, KKD_JOB_RETRIES, KKD_LOCAL_AGENT
 	f.StringVar(&o.Storage, "storage", envOr("KKD_STORAGE", ""), "blob storage URL (KKD_STORAGE): file://PATH (default file://DATA_DIR/blobs) or s3://[ACCESS:SECRET@]HOST[:PORT]/BUCKET[?secure=false&region=R] (S3 credentials also from KKD_S3_ACCESS_KEY/KKD_S3_SECRET_KEY or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)")
 	f.StringVar(&o.RegistrationKey, "agent-registration-key", envOr("KKD_AGENT_REGISTRATION_KEY", ""), "key that lets agents enrol without manual authorization (KKD_AGENT_REGISTRATION_KEY)")
 	f.StringVar(&o.AgentBinaries, "agent-binaries", envOr("KKD_AGENT_BINARIES", ""), "directory of kkagent-<os>-<arch> binaries served to agents for install and self-upgrade (KKD_AGENT_BINARIES; default: agents/ next to kkd)")
+	f.StringVar(&o.PublicURL, "public-url", envOr("KKD_PUBLIC_URL", ""), "kkd's address as users and forges reach it, like https://ci.example.com: used in notification links and by `kk project webhook` (KKD_PUBLIC_URL)")
+	f.StringVar(&o.Notify.SMTPURL, "smtp-url", "", "mail server of email notifications, smtp://USER:PASSWORD@HOST:PORT?from=ADDR (STARTTLS) or smtps://... (TLS); query: starttls=require, ca=FILE (KKD_SMTP_URL)")
+	f.StringVar(&o.Notify.SlackToken, "slack-token", "", "default Slack bot token of slack notifications (KKD_SLACK_TOKEN)")
+	f.StringVar(&o.Notify.SlackAPI, "slack-api-url", envOr("KKD_SLACK_API_URL", "https://slack.com/api"), "Slack Web API base URL (KKD_SLACK_API_URL)")
+	f.StringVar(&o.Notify.GitHubAPI, "github-api-url", envOr("KKD_GITHUB_API_URL", "https://api.github.com"), "GitHub REST API base URL of commit statuses; GitHub Enterprise: https://HOST/api/v3 (KKD_GITHUB_API_URL)")
 	f.StringVar(&logLevel, "log-level", envOr("KKD_LOG_LEVEL", "info"), "log level: debug, info, warn, error (KKD_LOG_LEVEL)")
 	localDef, err1 := envBool("KKD_LOCAL_AGENT", true)
 	demoDef, err2 := envBool("KKD_DEMO", true)

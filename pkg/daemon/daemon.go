@@ -58,7 +58,13 @@ type Options struct {
 	JobRetries int
 	// AgentBinaries is the directory of kkagent-<os>-<arch> binaries served to
 	// agents and installers (default: agents/ next to the kkd executable).
-	AgentBinaries   string
+	AgentBinaries string
+	// PublicURL is kkd's address as users and forges reach it
+	// (--public-url), used in notification links and webhook URLs.
+	PublicURL string
+	// Notify configures run notifications (mail server, Slack token, API
+	// base URLs).
+	Notify          NotifyOptions
 	Stdout, Stderr  io.Writer // hints go to Stdout; logs to Stderr
 	Logger          *slog.Logger
 	ListenerReady   func(addr string) // called once listening (tests)
@@ -181,9 +187,18 @@ func Serve(ctx context.Context, o Options) error {
 	hub.SetBridge(bridge)
 	disp := scheduler.New(scheduler.Config{Store: st, Logger: log, Lease: o.Lease, Hub: hub})
 	archiver := logs.NewArchiver(logs.ArchiverConfig{Store: st, Blobs: blobs, Logger: log.With("component", "log-archiver")})
-	analyzer := results.New(results.Config{Store: st, Logger: log.With("component", "results")})
-	eng := engine.New(engine.Config{Store: st, Hub: hub, Dispatcher: disp, Logger: log, MaxAttempts: o.JobRetries + 1,
-		JobDone: archiver.JobCompleted, Results: analyzer})
+	var eng *engine.Engine
+	notif, err := newNotifier(o, st, cipher, log, func(ctx context.Context, runID int64) (map[string]any, error) {
+		return eng.RunNotification(ctx, runID)
+	})
+	if err != nil {
+		return err
+	}
+	// The replica that completes a run analyses its results and then sends
+	// its end notifications (claimed in the store: sent once).
+	analyzer := results.New(results.Config{Store: st, Logger: log.With("component", "results"), Processed: notif.RunEnded})
+	eng = engine.New(engine.Config{Store: st, Hub: hub, Dispatcher: disp, Logger: log, MaxAttempts: o.JobRetries + 1,
+		JobDone: archiver.JobCompleted, Results: analyzer, Notifier: notif})
 	health := newHealth(st, log, disp, archiver)
 	localKey := auth.NewSecret(24)
 	keys := []string{localKey}
@@ -191,7 +206,7 @@ func Serve(ctx context.Context, o Options) error {
 		keys = append(keys, o.RegistrationKey)
 	}
 	srv := server.New(server.Config{
-		Store: st, Engine: eng, Dispatcher: disp, Hub: hub, Logger: log, Version: o.Version,
+		Store: st, Engine: eng, Dispatcher: disp, Hub: hub, Logger: log, Version: o.Version, PublicURL: o.PublicURL,
 		Logs: &logs.Service{Store: st, Hub: hub, Logger: log, Blobs: blobs}, RegistrationKeys: keys, Blobs: blobs,
 		AgentBinaries: agentBinaries(o.AgentBinaries, log), Secrets: cipher, Health: health,
 	})
@@ -200,6 +215,7 @@ func Serve(ctx context.Context, o Options) error {
 	defer stop()
 	health.Start(runCtx)
 	disp.Start(runCtx)
+	notif.Start(runCtx)
 	if err := analyzer.Start(runCtx); err != nil { // also resumes what a crash left unanalysed
 		return err
 	}
@@ -271,6 +287,7 @@ func Serve(ctx context.Context, o Options) error {
 	<-leaderDone
 	<-bridgeDone
 	<-analyzer.Done()
+	notif.Wait()
 	<-health.Done()
 	<-disp.Done() // the store is closed (deferred) only after every user of it stopped
 	return nil

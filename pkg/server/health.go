@@ -11,13 +11,20 @@ import (
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
 	st := s.cfg.Health.State()
 	if st.Up {
-		return writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "database": "ok", "version": s.cfg.Version})
+		body := map[string]string{"status": "ok", "database": "ok", "version": s.cfg.Version}
+		if s.cfg.PublicURL != "" {
+			body["public_url"] = s.cfg.PublicURL
+		}
+		return writeJSON(w, http.StatusOK, body)
 	}
 	body := map[string]string{
 		"status":   "database unreachable",
 		"database": "unreachable",
 		"since":    st.Since.UTC().Format(time.RFC3339),
 		"version":  s.cfg.Version,
+	}
+	if s.cfg.PublicURL != "" {
+		body["public_url"] = s.cfg.PublicURL
 	}
 	if st.Err != nil {
 		body["error"] = st.Err.Error()

@@ -43,6 +43,9 @@ type Config struct {
 	Hub        *notify.Hub
 	Logger     *slog.Logger
 	Version    string
+	// PublicURL is kkd's address as users and forges reach it (kkd
+	// --public-url); shown by /healthz and the webhook setup.
+	PublicURL string
 	// RegistrationKeys let agents enrol without manual authorization.
 	RegistrationKeys []string
 	// AgentBinaries says where the kkagent binaries served under /install/ are.

@@ -67,7 +67,7 @@ func (s *Server) webhookSetup(w http.ResponseWriter, r *http.Request) error {
 	for _, f := range webhook.Forges() {
 		paths[string(f)] = api.WebhookPath(p.Name, string(f))
 	}
-	return writeJSON(w, http.StatusOK, api.WebhookSetup{Project: p.Name, Secret: string(plain), Paths: paths, Created: created})
+	return writeJSON(w, http.StatusOK, api.WebhookSetup{Project: p.Name, Secret: string(plain), Paths: paths, Created: created, PublicURL: s.cfg.PublicURL})
 }
 
 func unauthorizedf(format string, args ...any) error {

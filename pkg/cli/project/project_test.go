@@ -170,7 +170,10 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
-func webhookAPI(t *testing.T) *clitest.API {
+func webhookAPI(t *testing.T) *clitest.API { return webhookAPIWith(t, "") }
+
+// webhookAPIWith answers the webhook setup as a kkd with --public-url publicURL.
+func webhookAPIWith(t *testing.T, publicURL string) *clitest.API {
 	a := clitest.NewAPI(t)
 	a.Handle("POST /api/v1/projects/{p}/webhook", func(w http.ResponseWriter, r *http.Request) {
 		if r.PathValue("p") != "demo" {
@@ -183,7 +186,7 @@ func webhookAPI(t *testing.T) *clitest.API {
 		if in.Rotate {
 			secret = "s2"
 		}
-		clitest.JSON(w, 200, api.WebhookSetup{Project: "demo", Secret: secret, Created: in.Rotate, Paths: map[string]string{
+		clitest.JSON(w, 200, api.WebhookSetup{Project: "demo", Secret: secret, Created: in.Rotate, PublicURL: publicURL, Paths: map[string]string{
 			"github": "/webhooks/demo/github", "gitlab": "/webhooks/demo/gitlab", "gitea": "/webhooks/demo/gitea"}})
 	})
 	return a
@@ -220,4 +223,15 @@ func TestWebhook(t *testing.T) {
 	res = env.Run(t, "project", "webhook", "nope")
 	assert.NotEqual(t, cmdutil.ExitOK, res.Code)
 	assert.Contains(t, res.Stderr, "does not exist")
+}
+
+func TestWebhookUsesServerPublicURL(t *testing.T) {
+	t.Parallel()
+	env := clitest.NewEnv(t, webhookAPIWith(t, "https://ci.example.org/"))
+	res := env.Run(t, "project", "webhook", "demo")
+	require.Equal(t, cmdutil.ExitOK, res.Code, res.Stderr)
+	assert.Contains(t, res.Stdout, "https://ci.example.org/webhooks/demo/github\n")
+	res = env.Run(t, "project", "webhook", "demo", "--url", "https://other.example.org")
+	require.Equal(t, cmdutil.ExitOK, res.Code, res.Stderr)
+	assert.Contains(t, res.Stdout, "https://other.example.org/webhooks/demo/github\n", "--url wins")
 }

@@ -62,7 +62,7 @@ delivery starts nothing. See docs/webhooks.md.`,
 		},
 	}
 	cmd.Flags().BoolVar(&opts.Rotate, "rotate", false, "replace the secret with a new one (give it to every forge again)")
-	cmd.Flags().StringVar(&opts.URL, "url", "", "kkd's public URL as the forges reach it (default: the server kk talks to)")
+	cmd.Flags().StringVar(&opts.URL, "url", "", "kkd's public URL as the forges reach it (default: kkd's --public-url, else the server kk talks to)")
 	return cmd
 }
 
@@ -71,18 +71,27 @@ func webhookRun(ctx context.Context, opts *WebhookOptions) error {
 	if err != nil {
 		return err
 	}
-	base := opts.URL
-	if base == "" {
-		base = c.BaseURL()
+	if opts.URL != "" {
+		if err := checkBaseURL(opts.URL); err != nil {
+			return err
+		}
 	}
-	if u, err := url.Parse(base); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return cmdutil.UsageErrorf("--url %q: give kkd's address, like https://ci.example.com", base)
-	}
-	base = strings.TrimSuffix(base, "/")
 	setup, err := c.WebhookSetup(ctx, opts.Project, opts.Rotate)
 	if err != nil {
 		return fmt.Errorf("webhook of project %q: %w", opts.Project, err)
 	}
+	// --url, else kkd's --public-url, else the address kk talks to.
+	base := opts.URL
+	if base == "" {
+		base = setup.PublicURL
+	}
+	if base == "" {
+		base = c.BaseURL()
+	}
+	if err := checkBaseURL(base); err != nil {
+		return err
+	}
+	base = strings.TrimSuffix(base, "/")
 	info := WebhookInfo{Project: setup.Project, Secret: setup.Secret, Created: setup.Created, URLs: map[string]string{}}
 	for forge, p := range setup.Paths {
 		info.URLs[forge] = base + p
@@ -123,4 +132,11 @@ branch; a pull request a DEV flow on the branches tracking its base branch.
 The forge must reach kkd at these URLs (use --url for kkd's public address).
 `, info.Project, info.Secret, info.URLs["github"], info.URLs["gitlab"], info.URLs["gitea"])
 	return err
+}
+
+func checkBaseURL(base string) error {
+	if u, err := url.Parse(base); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return cmdutil.UsageErrorf("--url %q: give kkd's address, like https://ci.example.com", base)
+	}
+	return nil
 }
