@@ -279,6 +279,10 @@ type RunDetail struct {
 	// Results counts the test results and issues of the non-covered jobs
 	// and their changes (new, no_change, regr, fix, issues_new).
 	Results *ci.RunResultCounts `json:"results,omitempty"`
+	// Notifications are the notifications sent about the run (email,
+	// slack, discord, github) and how each went. Only the run routes fill
+	// it, not flow details.
+	Notifications []ci.Notification `json:"notifications,omitempty"`
 }
 
 // JobDetail is a job with its agent's name and steps.

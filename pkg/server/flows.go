@@ -199,6 +199,9 @@ func (s *Server) writeRun(w http.ResponseWriter, r *http.Request, id int64) erro
 	if err != nil {
 		return err
 	}
+	if rd.Notifications, err = s.cfg.Store.ListNotifications(r.Context(), run.ID); err != nil {
+		return err
+	}
 	return writeJSON(w, http.StatusOK, rd)
 }
 

@@ -281,16 +281,41 @@ func PrintRun(ios *iostreams.IOStreams, format output.Format, r api.RunDetail) e
 	if err := kv.Render(); err != nil {
 		return err
 	}
-	if len(r.Jobs) == 0 {
+	if len(r.Jobs) > 0 {
+		fmt.Fprintln(ios.Out)
+		t := output.NewTable(ios, "job", "name", "status", "agent", "duration")
+		for _, j := range r.Jobs {
+			jobCells(t, j)
+			t.EndRow()
+		}
+		if err := t.Render(); err != nil {
+			return err
+		}
+	}
+	if len(r.Notifications) == 0 {
 		return nil
 	}
 	fmt.Fprintln(ios.Out)
-	t := output.NewTable(ios, "job", "name", "status", "agent", "duration")
-	for _, j := range r.Jobs {
-		jobCells(t, j)
+	t := output.NewTable(ios, "notification", "channel", "state", "message")
+	for _, n := range r.Notifications {
+		t.AddField(string(n.Event))
+		t.AddField(n.Channel)
+		t.AddColorField(string(n.State), notifyColor(n.State))
+		t.AddField(n.Message)
 		t.EndRow()
 	}
 	return t.Render()
+}
+
+// notifyColor colours a notification state like job states.
+func notifyColor(s ci.NotifyState) string {
+	switch s {
+	case ci.NotifySent:
+		return output.StateColor("ok")
+	case ci.NotifyFailed:
+		return output.StateColor("failed")
+	}
+	return output.StateColor(string(s))
 }
 
 // PrintJob prints a job with its steps.

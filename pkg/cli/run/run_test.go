@@ -91,3 +91,24 @@ func TestUsageErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestShowNotifications(t *testing.T) {
+	t.Parallel()
+	a := clitest.NewAPI(t)
+	a.Reply("GET /api/v1/runs/5", 200, api.RunDetail{
+		Run: ci.Run{ID: 5, FlowID: 9, StageName: "build", State: ci.RunCompleted}, Name: "build", Jobs: []api.JobDetail{},
+		Notifications: []ci.Notification{
+			{RunID: 5, Event: ci.NotifyStart, Channel: "github", State: ci.NotifySent, Message: "pending on acme/widget@0123"},
+			{RunID: 5, Event: ci.NotifyEnd, Channel: "email", State: ci.NotifyFailed, Message: "smtp: MAIL FROM: 550 refused"},
+		},
+	})
+	env := clitest.NewEnv(t, a)
+	res := env.Run(t, "run", "show", "5")
+	require.Equal(t, cmdutil.ExitOK, res.Code, res.Stderr)
+	assert.Regexp(t, `start\s+github\s+sent\s+pending on acme/widget@0123`, res.Stdout)
+	assert.Regexp(t, `end\s+email\s+failed\s+smtp: MAIL FROM: 550 refused`, res.Stdout)
+	res = env.Run(t, "run", "show", "5", "-o", "json")
+	require.Equal(t, cmdutil.ExitOK, res.Code, res.Stderr)
+	assert.Contains(t, res.Stdout, `"notifications"`)
+	assert.Contains(t, res.Stdout, `"state": "failed"`)
+}
