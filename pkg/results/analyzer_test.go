@@ -243,3 +243,35 @@ func TestStartSweepsAndWorkerRuns(t *testing.T) {
 	cancel()
 	<-e.a.Done()
 }
+
+// TestProcessedAfterAnalysis: the worker reports a run once its analysis is
+// done (the end notifications wait for it); a CI run that must wait for its
+// predecessor is reported only after the predecessor.
+func TestProcessedAfterAnalysis(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	processed := make(chan int64, 10)
+	e.a = New(Config{Store: e.st, Processed: func(id int64) { processed <- id }})
+	j1, j2 := e.flow(ci.FlowCI), e.flow(ci.FlowCI)
+	e.finish(j2, ci.JobOK, res(P, P))
+	ctx, cancel := context.WithCancel(e.ctx)
+	defer func() { cancel(); <-e.a.Done() }()
+	require.NoError(t, e.a.Start(ctx))
+	e.a.Enqueue(j2.RunID) // waits: j1's run is not completed
+	e.finish(j1, ci.JobOK, res(P, F))
+	e.a.Enqueue(j1.RunID)
+	next := func() int64 {
+		select {
+		case id := <-processed:
+			return id
+		case <-time.After(10 * time.Second):
+			t.Fatal("no run reported as processed")
+			return 0
+		}
+	}
+	require.Equal(t, j1.RunID, next())
+	require.Equal(t, j2.RunID, next())
+	c, err := e.st.RunResultCounts(e.ctx, j2.RunID)
+	require.NoError(t, err)
+	require.True(t, c.Analyzed, "reported after the analysis was saved")
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kraken-go/kk/pkg/api"
 	"github.com/kraken-go/kk/pkg/ci"
+	"github.com/kraken-go/kk/pkg/secrets"
 	"github.com/kraken-go/kk/pkg/server"
 	"github.com/kraken-go/kk/pkg/store"
 	"github.com/kraken-go/kk/pkg/webhook"
@@ -327,4 +328,28 @@ func TestWebhookSetup(t *testing.T) {
 	noKey := newEnv(t, func(*server.Config) {})
 	noKey.project(t, "proj")
 	noKey.user(t, "POST", "/projects/proj/webhook", nil).envelope(t, http.StatusServiceUnavailable, api.CodeUnavailable)
+}
+
+func TestPublicURL(t *testing.T) {
+	t.Parallel()
+	c, err := secrets.New(bytes.Repeat([]byte{1}, secrets.KeySize))
+	require.NoError(t, err)
+	e := newEnv(t, func(cfg *server.Config) { cfg.Secrets, cfg.PublicURL = c, "https://ci.example.com" })
+	e.project(t, "proj")
+	var setup api.WebhookSetup
+	e.user(t, "POST", "/projects/proj/webhook", nil).ok(t, http.StatusOK, &setup)
+	require.Equal(t, "https://ci.example.com", setup.PublicURL)
+
+	resp, err := http.Get(strings.TrimSuffix(e.base, api.Prefix) + "/healthz")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var health map[string]string
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&health))
+	require.Equal(t, "https://ci.example.com", health["public_url"])
+
+	var none api.WebhookSetup
+	plain := newSecretEnv(t)
+	plain.project(t, "proj")
+	plain.user(t, "POST", "/projects/proj/webhook", nil).ok(t, http.StatusOK, &none)
+	require.Empty(t, none.PublicURL)
 }
