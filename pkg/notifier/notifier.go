@@ -71,10 +71,16 @@ type Config struct {
 }
 
 // Notifier queues runs and sends their notifications in the background.
+//
+// Order: a run's notifications all go through one worker (queues[run id
+// mod workers]), so its start is sent before its end (GitHub would keep a
+// late "pending" over the "failure"). When another replica started the run,
+// the end's GitHub status waits (bounded) until the start's is no longer
+// being sent.
 type Notifier struct {
-	cfg   Config
-	queue chan task
-	wg    sync.WaitGroup
+	cfg    Config
+	queues []chan task
+	wg     sync.WaitGroup
 }
 
 type task struct {
@@ -112,18 +118,22 @@ func New(cfg Config) *Notifier {
 	if cfg.Workers <= 0 {
 		cfg.Workers = 4
 	}
-	return &Notifier{cfg: cfg, queue: make(chan task, queueSize)}
+	n := &Notifier{cfg: cfg, queues: make([]chan task, cfg.Workers)}
+	for i := range n.queues {
+		n.queues[i] = make(chan task, queueSize)
+	}
+	return n
 }
 
 // Start runs the workers until ctx ends; Wait waits for them.
 func (n *Notifier) Start(ctx context.Context) {
-	for range n.cfg.Workers {
+	for _, q := range n.queues {
 		n.wg.Go(func() {
 			for {
 				select {
 				case <-ctx.Done():
 					return
-				case t := <-n.queue:
+				case t := <-q:
 					n.notify(ctx, t)
 				}
 			}
@@ -141,8 +151,9 @@ func (n *Notifier) RunStarted(runID int64) { n.enqueue(task{runID, ci.NotifyStar
 func (n *Notifier) RunEnded(runID int64) { n.enqueue(task{runID, ci.NotifyEnd}) }
 
 func (n *Notifier) enqueue(t task) {
+	q := n.queues[uint64(t.runID)%uint64(len(n.queues))]
 	select {
-	case n.queue <- t:
+	case q <- t:
 	default:
 		n.cfg.Logger.Error("notification queue full: notification dropped", "run_id", t.runID, "event", t.event)
 	}
@@ -200,6 +211,9 @@ func (n *Notifier) notify(ctx context.Context, t task) {
 		}
 		if !ok {
 			continue // sent (or being sent) by this or another replica
+		}
+		if t.event == ci.NotifyEnd && c.name == "github" {
+			n.awaitStart(ctx, t.runID, c.name)
 		}
 		if !loaded {
 			vals, secErr = n.projectSecrets(ctx, s.ProjectID, s.Project)
@@ -271,4 +285,38 @@ func (n *Notifier) retry(ctx context.Context, fn func(ctx context.Context) error
 		return fmt.Errorf("%w (after %d attempts)", err, n.cfg.Attempts)
 	}
 	return err
+}
+
+// awaitStart waits, at most as long as a notification's attempts can take,
+// while the run's start notification on channel is being sent (by another
+// replica), so that the end's status lands after it.
+func (n *Notifier) awaitStart(ctx context.Context, runID int64, channel string) {
+	limit := time.Duration(n.cfg.Attempts)*n.cfg.Timeout + (time.Duration(1)<<n.cfg.Attempts)*n.cfg.RetryWait
+	deadline := time.NewTimer(limit)
+	defer deadline.Stop()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		list, err := n.cfg.Store.ListNotifications(ctx, runID)
+		if err != nil {
+			return
+		}
+		sending := false
+		for _, x := range list {
+			if x.Event == ci.NotifyStart && x.Channel == channel && x.State == ci.NotifySending {
+				sending = true
+			}
+		}
+		if !sending {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-deadline.C:
+			n.cfg.Logger.Warn("the run's start notification is still being sent; sending its end anyway", "run_id", runID, "channel", channel)
+			return
+		case <-tick.C:
+		}
+	}
 }

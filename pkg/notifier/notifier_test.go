@@ -359,18 +359,7 @@ func TestEmail(t *testing.T) {
 func TestNotifyRecordsOnce(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "kk.db"), nil)
-	require.NoError(t, err)
-	t.Cleanup(func() { st.Close() })
-	p := ci.Project{Name: "demo"}
-	require.NoError(t, st.CreateProject(ctx, &p))
-	b := ci.Branch{ProjectID: p.ID, Name: "main", RepoBranch: "main"}
-	require.NoError(t, st.CreateBranch(ctx, &b))
-	trig, _ := json.Marshal(summary(ci.NotifyEnd).Trigger)
-	f := ci.Flow{BranchID: b.ID, Kind: ci.FlowCI, TriggerData: trig}
-	require.NoError(t, st.CreateFlow(ctx, &f))
-	r := ci.Run{FlowID: f.ID, StageName: "build", State: ci.RunInProgress, Reason: "flow"}
-	require.NoError(t, st.CreateRun(ctx, &r, nil))
+	st, r := runFixture(t)
 
 	gh := &recorder{}
 	ghSrv := httptest.NewServer(gh)
@@ -410,4 +399,106 @@ func TestNotifyRecordsOnce(t *testing.T) {
 	require.Contains(t, got["end/discord"].Message, "HTTP 500")
 	require.Equal(t, ci.NotifyFailed, got["end/slack"].State)
 	require.True(t, strings.Contains(got["end/slack"].Message, `secret "missing"`), got["end/slack"].Message)
+}
+
+// runFixture creates a run of a push-triggered flow in a real store.
+func runFixture(t *testing.T) (*sqlite.Store, ci.Run) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "kk.db"), nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { st.Close() })
+	p := ci.Project{Name: "demo"}
+	require.NoError(t, st.CreateProject(ctx, &p))
+	b := ci.Branch{ProjectID: p.ID, Name: "main", RepoBranch: "main"}
+	require.NoError(t, st.CreateBranch(ctx, &b))
+	trig, _ := json.Marshal(summary(ci.NotifyEnd).Trigger)
+	f := ci.Flow{BranchID: b.ID, Kind: ci.FlowCI, TriggerData: trig}
+	require.NoError(t, st.CreateFlow(ctx, &f))
+	r := ci.Run{FlowID: f.ID, StageName: "build", State: ci.RunInProgress, Reason: "flow"}
+	require.NoError(t, st.CreateRun(ctx, &r, nil))
+	return st, r
+}
+
+// TestStartBeforeEnd: a run's end status is posted after its start status
+// even when the start is slow (same worker).
+func TestStartBeforeEnd(t *testing.T) {
+	t.Parallel()
+	st, r := runFixture(t)
+	var mu sync.Mutex
+	var states []string
+	second := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		var body map[string]any
+		_ = json.NewDecoder(req.Body).Decode(&body)
+		mu.Lock()
+		states = append(states, body["state"].(string))
+		n := len(states)
+		mu.Unlock()
+		if n == 1 { // hold the first one until the second arrives, or a while
+			select {
+			case <-second:
+			case <-time.After(500 * time.Millisecond):
+			}
+		} else {
+			close(second)
+		}
+		w.WriteHeader(http.StatusCreated)
+	}))
+	defer srv.Close()
+	n := fastNotifier(Config{Store: st, GitHubAPI: srv.URL, Workers: 4,
+		Evaluate: func(context.Context, int64) (map[string]any, error) {
+			return map[string]any{"github": map[string]any{"credentials": "tok"}}, nil
+		}})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer func() { cancel(); n.Wait() }()
+	n.Start(ctx)
+	n.RunStarted(r.ID)
+	n.RunEnded(r.ID)
+	select {
+	case <-second:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the end status was not posted")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, []string{"pending", "success"}, states)
+}
+
+// TestEndWaitsForAnotherReplicasStart: while the run's start status is
+// being sent (by another replica), the end status waits for it.
+func TestEndWaitsForAnotherReplicasStart(t *testing.T) {
+	t.Parallel()
+	st, r := runFixture(t)
+	ctx := context.Background()
+	start := ci.Notification{RunID: r.ID, Event: ci.NotifyStart, Channel: "github"}
+	ok, err := st.ClaimNotification(ctx, start)
+	require.NoError(t, err)
+	require.True(t, ok)
+	rc := &recorder{}
+	srv := httptest.NewServer(rc)
+	defer srv.Close()
+	n := fastNotifier(Config{Store: st, GitHubAPI: srv.URL,
+		Evaluate: func(context.Context, int64) (map[string]any, error) {
+			return map[string]any{"github": map[string]any{"credentials": "tok"}}, nil
+		}})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		n.notify(ctx, task{r.ID, ci.NotifyEnd})
+	}()
+	select {
+	case <-done:
+		t.Fatal("the end was sent while the start was being sent")
+	case <-time.After(400 * time.Millisecond):
+	}
+	require.Empty(t, rc.got())
+	start.State = ci.NotifySent
+	require.NoError(t, st.SetNotificationResult(ctx, start))
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the end was not sent after the start")
+	}
+	require.Len(t, rc.got(), 1)
 }
