@@ -205,6 +205,9 @@ func sendMail(ctx context.Context, c *SMTPConfig, to []string, msg []byte) (err 
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
 	}
+	// Cancellation (kkd stopping) ends the session at once.
+	stopClose := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stopClose()
 	if c.ImplicitTLS {
 		tc := tls.Client(conn, c.TLS)
 		if err := tc.HandshakeContext(ctx); err != nil {
