@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kraken-go/kk/pkg/notifier/smtptest"
+	"github.com/kraken-go/kk/pkg/store/pgtest"
 )
 
 // notifyStage has a job that passes or fails, and notifies by email and
@@ -242,4 +243,57 @@ func TestNotificationFailuresRecorded(t *testing.T) {
 	}
 	require.Len(t, gh.got(), 6, "start and end, 3 attempts each")
 	require.Regexp(t, `end\s+github\s+failed\s+github status: HTTP 500`, c.ok("run", "show", fmt.Sprint(runID)))
+}
+
+// TestNotificationsWithReplicas: two kkd replicas on one PostgreSQL
+// database. The push reaches replica B, which starts the run and sends the
+// pending status; the agent talks to replica A, which completes the run,
+// analyses it and sends the end status. Each status is sent once.
+func TestNotificationsWithReplicas(t *testing.T) {
+	t.Parallel()
+	gh := newGitHubStandIn(t, http.StatusCreated)
+	db := pgtest.URL(t)
+	storage := "file://" + t.TempDir()
+	args := []string{"--db", db, "--storage", storage, "--agent-registration-key", "e2e-key", "--github-api-url", gh.URL}
+	a := newCluster(t, args...)
+	b := newCluster(t, args...)
+
+	b.ok("project", "create", "rep")
+	b.ok("branch", "create", "rep/fx", "--repo-branch", "feature/x")
+	// A literal token: the replicas' secret keys differ in this test.
+	b.ok("stage", "apply", "rep/fx", writeFile(t, "check.py", strings.Replace(notifyStage("exit 1"), "bot:#{secrets.gh_token}", "literal-token", 1)))
+	a.startAgent("rep-agent", "--registration-key", "e2e-key")
+	waitFor(t, 30*time.Second, "the agent to be idle", func() bool {
+		ag := findAgent(b.agents(false), "rep-agent")
+		return ag != nil && ag.State == "idle"
+	})
+	var setup struct {
+		Secret string `json:"secret"`
+	}
+	b.okJSON(&setup, "project", "webhook", "rep")
+	body, err := os.ReadFile(filepath.Join("..", "..", "pkg", "webhook", "testdata", "github-push.json"))
+	require.NoError(t, err)
+	status, out := b.postGitHub("rep", "push", "rep-1", setup.Secret, body)
+	require.Equal(t, http.StatusCreated, status, "%s", out)
+	var flows []flowJSON
+	b.okJSON(&flows, "flow", "list", "rep/fx")
+	require.Len(t, flows, 1)
+	var f flowJSON
+	b.okJSON(&f, "flow", "show", fmt.Sprint(flows[0].ID))
+
+	// Email has no server on these replicas: recorded as failed, with github's two.
+	r := waitNotified(t, b, f.Runs[0].ID, 3)
+	require.Equal(t, "failed", notification(r, "end", "email").State)
+	require.Contains(t, notification(r, "end", "email").Message, "--smtp-url")
+	posts := gh.got()
+	require.Len(t, posts, 2, "each status once")
+	require.Equal(t, "pending", posts[0].State)
+	require.Equal(t, "failure", posts[1].State)
+	require.Equal(t, "Bearer literal-token", posts[1].Auth)
+	sent := func(c *cluster, event string) bool {
+		return strings.Contains(c.kkd.Output(), "msg=\"notification sent\" component=notifier run_id="+fmt.Sprint(f.Runs[0].ID)+" event="+event+" channel=github")
+	}
+	require.True(t, sent(b, "start"), "the replica that started the run sent the pending status")
+	require.True(t, sent(a, "end"), "the replica that completed the run sent the end status")
+	require.False(t, sent(a, "start") || sent(b, "end"))
 }
