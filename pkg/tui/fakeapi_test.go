@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -26,7 +27,12 @@ type fakeAPI struct {
 	groups []string
 	calls  []string
 	errors []string // requests the fake does not serve
+	// logReads are the log parts served.
+	logReads []logRead
 }
+
+// logRead is a part of a log the fake served.
+type logRead struct{ offset, n int }
 
 // testNow is the fixed clock of the model tests.
 var testNow = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
@@ -93,11 +99,16 @@ func (f *fakeAPI) handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/branches/{b}/flows", func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		out := []ci.Flow{}
-		for _, id := range []int64{102, 101, 100} {
+		if r.URL.Query().Get("with") != "runs" {
+			f.errors = append(f.errors, "flows without runs: "+r.URL.String())
+		}
+		out := []api.FlowDetail{}
+		ids := slices.Sorted(maps.Keys(f.flows))
+		slices.Reverse(ids)
+		for _, id := range ids {
 			fl := f.flows[id]
 			if strconv.FormatInt(fl.BranchID, 10) == r.PathValue("b") && string(fl.Kind) == r.URL.Query().Get("kind") {
-				out = append(out, fl.Flow)
+				out = append(out, fl)
 			}
 		}
 		writeJSON(w, http.StatusOK, out)
@@ -131,8 +142,25 @@ func (f *fakeAPI) handler() http.Handler {
 			notFound(w, "job "+r.PathValue("id"))
 			return
 		}
+		q := r.URL.Query()
+		num := func(k string) int {
+			n, _ := strconv.Atoi(q.Get(k))
+			return n
+		}
+		off := min(num("offset"), len(text))
+		end := len(text)
+		if n := num("limit"); n > 0 {
+			end = min(end, off+n)
+		}
+		if n := num("tail"); n > 0 {
+			off = max(0, len(text)-n)
+		}
+		f.mu.Lock()
+		f.logReads = append(f.logReads, logRead{offset: off, n: end - off})
+		f.mu.Unlock()
 		w.Header().Set("Content-Type", "text/plain")
-		_, _ = io.WriteString(w, text)
+		w.Header().Set("X-Log-Offset", strconv.Itoa(off))
+		_, _ = io.WriteString(w, text[off:end])
 	})
 	mux.HandleFunc("GET /api/v1/groups", func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
@@ -250,9 +278,9 @@ func testLog(n int) string {
 	for i := 1; i <= n; i++ {
 		switch {
 		case i == 1:
-			b.WriteString("== step 1: git clone\n")
+			b.WriteString("==> step 0: git (clone)\n")
 		case i == n/2:
-			b.WriteString("== step 2: pytest\n")
+			b.WriteString("==> step 1: shell (pytest)\n")
 		case i == n/2+5:
 			b.WriteString("ERROR: test_login failed: 500 != 200\n")
 		default:

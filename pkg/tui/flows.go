@@ -60,17 +60,10 @@ func (s *flowsScreen) Load() tea.Cmd {
 	e, kind, branchID := s.env, s.kind, s.branch.ID
 	return func() tea.Msg {
 		var out []api.FlowDetail
-		err := e.call(func(ctx context.Context) error {
-			flows, err := e.api.ListFlows(ctx, branchID, kind, flowsLimit)
+		err := e.call(func(ctx context.Context) (err error) {
+			out, err = e.api.ListFlowsWithRuns(ctx, branchID, kind, flowsLimit)
 			if err != nil {
 				return fmt.Errorf("list flows: %w", err)
-			}
-			for _, f := range flows {
-				d, err := e.api.GetFlow(ctx, f.ID)
-				if err != nil {
-					return fmt.Errorf("flow %d: %w", f.ID, err)
-				}
-				out = append(out, d)
 			}
 			return nil
 		})

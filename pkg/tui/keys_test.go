@@ -1,6 +1,7 @@
 package tui
 
 import (
+	"fmt"
 	"net"
 	"regexp"
 	"strings"
@@ -231,29 +232,67 @@ func TestNavigation(t *testing.T) {
 	assert.Empty(t, f.Errors())
 }
 
-func TestLogRingAndSearch(t *testing.T) {
+func TestLogRangesAndSearch(t *testing.T) {
 	t.Parallel()
 	f := newFakeAPI()
-	f.logs[303] = testLog(maxLogLines+5000) + strings.Repeat("a very long line ", 40) + "\n"
+	const n = 120000 // about 3.5 MB: more than one window, more than the ring
+	f.logs[303] = testLog(n) + strings.Repeat("a very long line ", 40) + "\n"
+	size := len(f.logs[303])
 	h := newHarness(t, f.serve(t).Listener.Addr().String(), 80, 24, termenv.Ascii)
 	h.keys("enter", "enter", "enter", "down", "down", "enter")
 	s := h.m.top().(*logScreen)
 	assert.True(t, s.done)
-	assert.Len(t, s.lines, maxLogLines, "the viewer keeps a bounded ring of lines")
-	assert.Equal(t, 5001, s.dropped)
-	assert.Equal(t, "line 25000 of the job output", s.lines[len(s.lines)-2])
+	assert.Len(t, s.lines, maxLogLines, "the viewer keeps a bounded window of lines")
+	assert.Equal(t, fmt.Sprintf("line %d of the job output", n), s.lines[len(s.lines)-2])
+	assert.Equal(t, []logRead{{offset: size - logWindow, n: logWindow}, {offset: size}}, f.logReads,
+		"the viewer reads the tail, then follows from its end")
 	view := ansi.Strip(h.view())
 	checkFits(t, h.view(), 80, 24)
-	assert.Contains(t, view, "end of log · 25001 lines (first 5001 not kept)", "a long line does not push the footer out")
-	assert.Contains(t, view, "line 25000 of the job output", "follows the end")
+	assert.Contains(t, view, "end of log · 20000 lines · from byte", "a long line does not push the footer out")
+	assert.Contains(t, view, fmt.Sprintf("line %d of the job output", n), "follows the end")
+	h.keys("E")
+	assert.Contains(t, ansi.Strip(h.view()), "no error line in the loaded log")
 
+	// Scrolling back reads earlier ranges, one window at a time.
+	for range 10 {
+		if strings.Contains(strings.Join(s.lines, "\n"), "ERROR: test_login") {
+			break
+		}
+		h.keys("g")
+	}
+	assert.True(t, s.cut, "the last lines went to keep the window")
+	assert.LessOrEqual(t, len(s.lines), maxLogLines)
 	h.keys("E")
 	assert.Contains(t, strings.Split(ansi.Strip(h.view()), "\n")[1], "ERROR: test_login failed")
-	h.keys("/", "step 2", "enter")
-	assert.Contains(t, strings.Split(ansi.Strip(h.view()), "\n")[1], "== step 2: pytest")
-	h.keys("/", "no such text", "enter")
-	assert.Contains(t, ansi.Strip(h.view()), `"no such text" not found`)
+	assert.Contains(t, ansi.Strip(h.view()), "paused (G: back to the end)")
+	h.keys("[")
+	assert.Contains(t, strings.Split(ansi.Strip(h.view()), "\n")[1], "==> step 1: shell (pytest)")
+	assert.Contains(t, ansi.Strip(h.view()), "step 1: shell (pytest)", "the footer names the step in view")
+	h.keys("/", "line 119000 ", "enter")
+	assert.Contains(t, ansi.Strip(h.view()), `"line 119000 " not found in the loaded log`)
+	for _, r := range f.logReads {
+		assert.LessOrEqual(t, r.n, logWindow, "no read is larger than a window")
+	}
 	h.keys("G")
-	assert.Contains(t, ansi.Strip(h.view()), "line 25000 of the job output")
+	assert.False(t, s.cut)
+	assert.Contains(t, ansi.Strip(h.view()), fmt.Sprintf("line %d of the job output", n))
 	checkFits(t, h.view(), 80, 24)
+}
+
+func TestLogSteps(t *testing.T) {
+	t.Parallel()
+	f := newFakeAPI()
+	f.logs[303] = testLog(200)
+	h := newHarness(t, f.serve(t).Listener.Addr().String(), 80, 30, termenv.Ascii)
+	h.keys("enter", "enter", "enter", "down", "down", "enter", "g")
+	first := func() string { return strings.TrimRight(strings.Split(ansi.Strip(h.view()), "\n")[1], " ") }
+	assert.Equal(t, "==> step 0: git (clone)", first())
+	h.keys("]")
+	assert.Equal(t, "==> step 1: shell (pytest)", first())
+	assert.Contains(t, ansi.Strip(h.view()), "· step 1: shell (pytest)")
+	h.keys("]")
+	assert.Contains(t, ansi.Strip(h.view()), "no later step")
+	h.keys("[")
+	assert.Equal(t, "==> step 0: git (clone)", first())
+	assert.Equal(t, []logRead{{offset: 0, n: len(f.logs[303])}, {offset: len(f.logs[303])}}, f.logReads, "a short log is read once")
 }

@@ -184,7 +184,7 @@ func TestGoldenViews(t *testing.T) {
 		{"logs_follow", []string{"enter", "enter", "enter", "down", "down", "enter"}},
 		{"logs_top", []string{"enter", "enter", "enter", "down", "down", "enter", "g"}},
 		{"logs_first_error", []string{"enter", "enter", "enter", "down", "down", "enter", "E"}},
-		{"logs_search", []string{"enter", "enter", "enter", "down", "down", "enter", "/", "step 2"}},
+		{"logs_search", []string{"enter", "enter", "enter", "down", "down", "enter", "/", "step 1"}},
 	}
 	for _, tc := range cases {
 		for _, sz := range sizes {
