@@ -128,6 +128,26 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.env.log.Info("tui action", "result", string(msg))
 		m.status, m.isErr = string(msg), false
 		return m, nil
+	case popMsg:
+		if len(m.stack) < 2 {
+			return m, nil
+		}
+		m.closeAbove(len(m.stack) - 2)
+		m.stack = m.stack[:len(m.stack)-1]
+		var cmds []tea.Cmd
+		if msg.replace != nil {
+			m.closeAbove(len(m.stack) - 2)
+			msg.replace.SetSize(m.width, m.bodyHeight())
+			m.stack[len(m.stack)-1] = msg.replace
+		}
+		if msg.then != nil {
+			msg.then.SetSize(m.width, m.bodyHeight())
+			m.stack = append(m.stack, msg.then)
+		}
+		if msg.replace != nil || msg.then != nil {
+			cmds = append(cmds, m.top().Load())
+		}
+		return m, tea.Batch(cmds...)
 	case pushMsg:
 		msg.screen.SetSize(m.width, m.bodyHeight())
 		m.stack = append(m.stack, msg.screen)
