@@ -55,12 +55,12 @@ func newFlowsScreen(e *env, project string, b ci.Branch) *flowsScreen {
 	return s
 }
 
-func (s *flowsScreen) Title() string       { return s.project + "/" + s.branch.Name }
+func (s *flowsScreen) Title() string { return s.project + "/" + s.branch.Name }
 func (s *flowsScreen) Keys() []key.Binding {
 	return []key.Binding{openKey, tabKey, newFlowKey, pickKey}
 }
-func (s *flowsScreen) Capturing() bool     { return false }
-func (s *flowsScreen) SetSize(w, h int)    { s.table.SetSize(w, max(0, h-2)) }
+func (s *flowsScreen) Capturing() bool  { return false }
+func (s *flowsScreen) SetSize(w, h int) { s.table.SetSize(w, max(0, h-2)) }
 
 func (s *flowsScreen) Load() tea.Cmd {
 	e, kind, branchID := s.env, s.kind, s.branch.ID
