@@ -181,7 +181,7 @@ func (s *agentsScreen) updateBrowse(msg tea.KeyMsg) (Screen, tea.Cmd) {
 	case key.Matches(msg, g.Bottom):
 		s.table.GoTo(-1)
 	case key.Matches(msg, s.keys.Groups):
-		return s, push(newGroupsScreen(s.env))
+		return s, s.env.push(newGroupsScreen(s.env))
 	}
 	a, ok := s.selected()
 	if !ok {

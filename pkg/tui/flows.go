@@ -103,11 +103,11 @@ func (s *flowsScreen) Update(msg tea.Msg) (Screen, tea.Cmd) {
 			s.table.GoTo(0)
 			return s, s.Load()
 		case key.Matches(msg, pickKey):
-			return s, push(newPickerScreen(s.env, s.project+"/"+s.branch.Name))
+			return s, s.env.push(newPickerScreen(s.env, s.project+"/"+s.branch.Name))
 		case key.Matches(msg, newFlowKey):
-			return s, push(newFlowFormScreen(s.env, s.project, s.branch, s.kind))
+			return s, s.env.push(newFlowFormScreen(s.env, s.project, s.branch, s.kind))
 		case key.Matches(msg, openKey) && len(s.flows) > 0:
-			return s, push(newFlowScreen(s.env, s.flows[s.table.Cursor].ID))
+			return s, s.env.push(newFlowScreen(s.env, s.flows[s.table.Cursor].ID))
 		}
 	}
 	return s, nil
@@ -334,7 +334,7 @@ func (s *flowScreen) Update(msg tea.Msg) (Screen, tea.Cmd) {
 				return err
 			})
 		case key.Matches(msg, s.keys.Results):
-			return s, push(newResultsScreen(s.env, s.flow, row.run))
+			return s, s.env.push(newResultsScreen(s.env, s.flow, row.run))
 		}
 		if row.job == nil {
 			return s, nil
@@ -342,7 +342,7 @@ func (s *flowScreen) Update(msg tea.Msg) (Screen, tea.Cmd) {
 		j := *row.job
 		switch {
 		case key.Matches(msg, s.keys.Open):
-			return s, push(newLogScreen(s.env, j))
+			return s, s.env.push(newLogScreen(s.env, j))
 		case key.Matches(msg, s.keys.Cancel):
 			return s, s.act("job "+j.Name+" cancelled", func(ctx context.Context) error {
 				_, err := c.CancelJob(ctx, j.ID)

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/x/ansi"
 	"github.com/muesli/termenv"
 	"github.com/stretchr/testify/assert"
@@ -400,4 +401,19 @@ func TestPickerAndNewFlow(t *testing.T) {
 		assert.False(t, h.quit, "q types into the form")
 		assert.Empty(t, f.Calls())
 	})
+}
+
+// TestOpenIsImmediate: a screen opened by a key is on the stack before the
+// next key arrives, so keys typed quickly reach the screen they were meant for.
+func TestOpenIsImmediate(t *testing.T) {
+	t.Parallel()
+	f := newFakeAPI()
+	h := newHarness(t, f.serve(t).Listener.Addr().String(), 80, 24, termenv.Ascii)
+	_, cmd := h.m.Update(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune{'A'}})
+	require.Len(t, h.m.stack, 2, "A opened the agents screen without waiting for a command")
+	_, _ = h.m.Update(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune{'G'}})
+	require.Len(t, h.m.stack, 3)
+	_, _ = h.m.Update(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune{'n'}})
+	assert.True(t, h.m.top().Capturing(), "n reached the groups screen before any data arrived")
+	h.run(cmd)
 }

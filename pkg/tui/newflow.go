@@ -200,11 +200,11 @@ func (s *flowFormScreen) Update(msg tea.Msg) (Screen, tea.Cmd) {
 			return s, nil // the error is in the status line
 		}
 		info := fmt.Sprintf("%s %d started", strings.ToUpper(string(msg.flow.Kind)), msg.flow.KindSeq)
-		return s, tea.Batch(pop(nil, newFlowScreen(s.env, msg.flow.ID)), func() tea.Msg { return infoMsg(info) })
+		return s, tea.Batch(s.env.pop(nil, newFlowScreen(s.env, msg.flow.ID)), func() tea.Msg { return infoMsg(info) })
 	case tea.KeyMsg:
 		switch msg.String() {
 		case "esc":
-			return s, pop(nil, nil)
+			return s, s.env.pop(nil, nil)
 		case "enter":
 			if !s.ready {
 				return s, nil

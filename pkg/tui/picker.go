@@ -21,8 +21,10 @@ type popMsg struct {
 	then    Screen
 }
 
-func pop(replace, then Screen) tea.Cmd {
-	return func() tea.Msg { return popMsg{replace: replace, then: then} }
+// pop asks the root model to take the top screen off the stack, at once.
+func (e *env) pop(replace, then Screen) tea.Cmd {
+	e.nav = append(e.nav, popMsg{replace: replace, then: then})
+	return nil
 }
 
 // pickItem is one project/branch pair of the picker.
@@ -139,7 +141,7 @@ func (s *pickerScreen) Update(msg tea.Msg) (Screen, tea.Cmd) {
 	case tea.KeyMsg:
 		switch msg.Type {
 		case tea.KeyEsc:
-			return s, pop(nil, nil)
+			return s, s.env.pop(nil, nil)
 		case tea.KeyUp:
 			s.table.Move(-1)
 			return s, nil
@@ -151,7 +153,7 @@ func (s *pickerScreen) Update(msg tea.Msg) (Screen, tea.Cmd) {
 				return s, nil
 			}
 			it := s.shown[s.table.Cursor]
-			return s, pop(newFlowsScreen(s.env, it.project, it.branch), nil)
+			return s, s.env.pop(newFlowsScreen(s.env, it.project, it.branch), nil)
 		}
 		var cmd tea.Cmd
 		s.input, cmd = s.input.Update(msg)

@@ -205,7 +205,7 @@ func (s *resultsScreen) Update(msg tea.Msg) (Screen, tea.Cmd) {
 			s.input.SetValue(s.name)
 			return s, s.input.Focus()
 		case key.Matches(msg, s.keys.History) && len(s.results) > 0:
-			return s, push(newHistoryScreen(s.env, s.branchID, s.results[s.table.Cursor].Name))
+			return s, s.env.push(newHistoryScreen(s.env, s.branchID, s.results[s.table.Cursor].Name))
 		}
 	}
 	return s, nil

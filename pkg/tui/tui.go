@@ -47,6 +47,8 @@ type env struct {
 	log    *slog.Logger
 	styles Styles
 	now    func() time.Time
+	// nav are the pushes and pops asked for while handling a message.
+	nav []tea.Msg
 }
 
 // call runs fn with a bounded context derived from the program's.
