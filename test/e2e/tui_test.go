@@ -152,29 +152,36 @@ func TestTUIAuthorizesAgent(t *testing.T) {
 // follows its log live in the real `kk tui`.
 func TestTUIFollowsJobLog(t *testing.T) {
 	t.Parallel()
-	c := newCluster(t)
-	c.authorizedAgent("tui-runner")
-	c.setupCounting(12, "0.5")
-	c.ok("flow", "run", "chaos/main")
+	for _, sz := range tuiSizes {
+		t.Run(fmt.Sprintf("%dx%d", sz[0], sz[1]), func(t *testing.T) {
+			t.Parallel()
+			c := newCluster(t)
+			c.authorizedAgent("tui-runner")
+			c.setupCounting(12, "0.5")
+			c.ok("flow", "run", "chaos/main")
 
-	s := c.startTUI(filepath.Join(t.TempDir(), "tui.log"))
-	s.waitScreen("the projects screen", func(v string) bool { return strings.Contains(v, "chaos") })
-	s.keys("Enter")
-	s.waitScreen("the branches screen", func(v string) bool { return strings.Contains(v, "BRANCH") })
-	s.keys("Enter")
-	s.waitScreen("the CI flow", func(v string) bool { return strings.Contains(v, "CI 1") })
-	s.keys("Enter")
-	s.waitScreen("the flow's job", func(v string) bool { return strings.Contains(v, "count") && strings.Contains(v, "tui-runner") })
-	s.keys("Enter")
-	s.waitScreen("the first log lines", func(v string) bool { return strings.Contains(v, "line 1") })
-	s.waitScreen("the log to be followed to its end", func(v string) bool {
-		return strings.Contains(v, "line 12") && strings.Contains(v, "end of log")
-	})
-	s.keys("Escape")
-	s.waitScreen("the flow screen again with the job done", func(v string) bool {
-		return strings.Contains(v, "count") && strings.Contains(v, " ok ")
-	})
-	s.keys("q")
+			s := c.startTUISize(filepath.Join(t.TempDir(), "tui.log"), sz[0], sz[1])
+			s.waitScreen("the projects screen", func(v string) bool { return strings.Contains(v, "chaos") })
+			s.keys("Enter")
+			s.waitScreen("the branches screen", func(v string) bool { return strings.Contains(v, "BRANCH") })
+			s.keys("Enter")
+			s.waitScreen("the CI flow", func(v string) bool { return strings.Contains(v, "CI 1") })
+			s.keys("Enter")
+			s.waitScreen("the flow's job", func(v string) bool { return strings.Contains(v, "count") && strings.Contains(v, "tui-runner") })
+			s.keys("Enter")
+			s.waitScreen("the first log lines", func(v string) bool { return strings.Contains(v, "line 1") })
+			s.waitScreen("the log to be followed to its end", func(v string) bool {
+				return strings.Contains(v, "line 12") && strings.Contains(v, "end of log")
+			})
+			s.keys("g")
+			s.waitScreen("the step header at the top", func(v string) bool { return strings.Contains(v, "==> step 0: shell") })
+			s.keys("Escape")
+			s.waitScreen("the flow screen again with the job done", func(v string) bool {
+				return strings.Contains(v, "count") && strings.Contains(v, " ok ")
+			})
+			s.keys("q")
+		})
+	}
 }
 
 // tuiSizes are the terminal sizes the TUI's end-to-end tests run at.
