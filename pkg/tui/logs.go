@@ -158,7 +158,7 @@ func (s *logScreen) Load() tea.Cmd {
 func (s *logScreen) open() tea.Cmd {
 	s.stopStream()
 	s.gen++
-	s.loaded, s.live, s.done, s.cut, s.fetching = false, false, false, false, false
+	s.loaded, s.live, s.done, s.cut, s.fetching, s.toTop, s.toPrevStep = false, false, false, false, false, false, false
 	s.lines, s.partial, s.base = nil, "", 0
 	s.follow = true
 	ctx, c, id, gen := s.ctx, s.env.api, s.job.ID, s.gen
@@ -226,7 +226,7 @@ func (s *logScreen) older() tea.Cmd {
 		return nil
 	}
 	s.fetching = true
-	from := max(0, s.base-logWindow)
+	from := max(0, s.base-s.olderWindow())
 	ctx, c, id, gen, n := s.ctx, s.env.api, s.job.ID, s.gen, s.base-from
 	return func() tea.Msg {
 		var msg logOlderMsg
@@ -245,6 +245,19 @@ func (s *logScreen) older() tea.Cmd {
 		}
 		return msg
 	}
+}
+
+// olderWindow is how many bytes to read before the kept lines: about the
+// half window of lines that prepend keeps, by the kept lines' mean length.
+func (s *logScreen) olderWindow() int64 {
+	if len(s.lines) == 0 {
+		return logWindow
+	}
+	var n int64
+	for _, l := range s.lines {
+		n += int64(len(l)) + 1
+	}
+	return min(logWindow, max(64<<10, n/int64(len(s.lines))*maxLogLines/2))
 }
 
 // append adds bytes at the end; the first lines go when over maxLogLines.
@@ -375,10 +388,17 @@ func (s *logScreen) Update(msg tea.Msg) (Screen, tea.Cmd) {
 		s.fetching = false
 		s.prepend(msg.offset, msg.data)
 		if s.toPrevStep {
-			s.toPrevStep = false
-			if !s.prevStep() {
-				return s, s.older()
+			// Go on reading back until a step header shows (or the start).
+			if s.prevStep() {
+				s.toPrevStep = false
+				return s, nil
 			}
+			cmd := s.older()
+			if cmd == nil {
+				s.toPrevStep = false
+				return s, func() tea.Msg { return infoMsg("no earlier step") }
+			}
+			return s, cmd
 		}
 		return s, nil
 	case tea.KeyMsg:
@@ -547,6 +567,9 @@ func (s *logScreen) View() string {
 			state = "paused (G: back to the end)"
 		case !s.follow:
 			state = "paused (G to follow)"
+		}
+		if s.toPrevStep {
+			state = "reading back to the previous step…"
 		}
 		parts := []string{state, fmt.Sprintf("%d lines", len(s.lines))}
 		if s.base > 0 {
