@@ -573,7 +573,7 @@ func (s *logScreen) View() string {
 		}
 		parts := []string{state, fmt.Sprintf("%d lines", len(s.lines))}
 		if s.base > 0 {
-			parts = append(parts, fmt.Sprintf("from byte %d (g: earlier)", s.base))
+			parts = append(parts, fmt.Sprintf("from byte %d", s.base))
 		}
 		if step := s.currentStep(); step != "" {
 			parts = append(parts, step)
