@@ -176,6 +176,18 @@ func (m *Model) navigate(msg tea.Msg) tea.Cmd {
 		if len(m.stack) < 2 {
 			return nil
 		}
+		if msg.reset != nil {
+			m.closeAbove(0)
+			m.stack = m.stack[:1]
+			var cmds []tea.Cmd
+			for _, sc := range msg.reset {
+				sc.SetSize(m.width, m.bodyHeight())
+				m.stack = append(m.stack, sc)
+			}
+			cmds = append(cmds, m.top().Load())
+			// The screens below the top load when they show again (Back).
+			return tea.Batch(cmds...)
+		}
 		m.closeAbove(len(m.stack) - 2)
 		m.stack = m.stack[:len(m.stack)-1]
 		var cmds []tea.Cmd

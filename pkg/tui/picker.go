@@ -19,6 +19,8 @@ import (
 type popMsg struct {
 	replace Screen
 	then    Screen
+	// reset, when set, replaces every screen above the first one.
+	reset []Screen
 }
 
 // pop asks the root model to take the top screen off the stack, at once.
@@ -153,7 +155,12 @@ func (s *pickerScreen) Update(msg tea.Msg) (Screen, tea.Cmd) {
 				return s, nil
 			}
 			it := s.shown[s.table.Cursor]
-			return s, s.env.pop(newFlowsScreen(s.env, it.project, it.branch), nil)
+			// The stack reads projects › PROJECT › PROJECT/BRANCH again.
+			s.env.nav = append(s.env.nav, popMsg{reset: []Screen{
+				newBranchesScreen(s.env, ci.Project{Name: it.project}),
+				newFlowsScreen(s.env, it.project, it.branch),
+			}})
+			return s, nil
 		}
 		var cmd tea.Cmd
 		s.input, cmd = s.input.Update(msg)
