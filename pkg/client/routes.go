@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -139,6 +140,19 @@ func (c *Client) ListFlows(ctx context.Context, branchID int64, kind ci.FlowKind
 	return list[ci.Flow](ctx, c, path("branches", id(branchID), "flows"), q)
 }
 
+// ListFlowsWithRuns lists the flows of a branch like ListFlows, each with
+// its runs and their jobs, in one request (a dashboard's refresh).
+func (c *Client) ListFlowsWithRuns(ctx context.Context, branchID int64, kind ci.FlowKind, limit int) ([]api.FlowDetail, error) {
+	q := url.Values{"with": {"runs"}}
+	if kind != "" {
+		q.Set("kind", string(kind))
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	return list[api.FlowDetail](ctx, c, path("branches", id(branchID), "flows"), q)
+}
+
 // GetFlow returns a flow with its runs and their jobs.
 func (c *Client) GetFlow(ctx context.Context, flowID int64) (api.FlowDetail, error) {
 	var out api.FlowDetail
@@ -222,6 +236,65 @@ func (c *Client) Logs(ctx context.Context, jobID int64, step *int, follow bool) 
 		return nil, err
 	}
 	return resp.Body, nil
+}
+
+// LogRange selects part of a job's log by byte offsets. Offsets count the
+// bytes of the text log (step headers included) as the unfiltered stream or
+// the one step's stream writes it.
+type LogRange struct {
+	Step   *int  // one step's log; nil for every step
+	Offset int64 // the first byte
+	Limit  int64 // how many bytes at most; 0 to the end (or, with Follow, on and on)
+	Follow bool  // keep streaming until the job completes
+}
+
+// LogPart is a part of a job's log: Offset is the position of its first byte.
+type LogPart struct {
+	Offset int64
+	Body   io.ReadCloser
+}
+
+// LogsRange returns the bytes of a job's log selected by r. The caller must
+// close the body.
+func (c *Client) LogsRange(ctx context.Context, jobID int64, r LogRange) (LogPart, error) {
+	q := url.Values{}
+	if r.Offset > 0 {
+		q.Set("offset", strconv.FormatInt(r.Offset, 10))
+	}
+	if r.Limit > 0 {
+		q.Set("limit", strconv.FormatInt(r.Limit, 10))
+	}
+	return c.logPart(ctx, jobID, r.Step, r.Follow, q)
+}
+
+// LogsTail returns the last n bytes of a job's log as it is now, and their
+// offset: follow on with LogsRange from Offset plus their length.
+func (c *Client) LogsTail(ctx context.Context, jobID int64, step *int, n int64) (LogPart, error) {
+	return c.logPart(ctx, jobID, step, false, url.Values{"tail": {strconv.FormatInt(n, 10)}})
+}
+
+func (c *Client) logPart(ctx context.Context, jobID int64, step *int, follow bool, q url.Values) (LogPart, error) {
+	if step != nil {
+		q.Set("step", strconv.Itoa(*step))
+	}
+	if follow {
+		q.Set("follow", "1")
+	}
+	req, err := c.newRequest(ctx, http.MethodGet, path("jobs", id(jobID), "logs"), q, nil)
+	if err != nil {
+		return LogPart{}, err
+	}
+	req.Header.Set("Accept", "text/plain")
+	resp, err := c.send(req)
+	if err != nil {
+		return LogPart{}, err
+	}
+	off, err := strconv.ParseInt(resp.Header.Get("X-Log-Offset"), 10, 64)
+	if err != nil {
+		resp.Body.Close()
+		return LogPart{}, fmt.Errorf("logs of job %d: the server sent no X-Log-Offset header: upgrade kkd", jobID)
+	}
+	return LogPart{Offset: off, Body: resp.Body}, nil
 }
 
 // ListAgents lists authorized agents, or with discovered the agents waiting

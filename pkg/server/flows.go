@@ -3,7 +3,10 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 
 	"github.com/kraken-go/kk/pkg/api"
@@ -52,11 +55,36 @@ func (s *Server) listFlows(w http.ResponseWriter, r *http.Request) error {
 		}
 		limit = n
 	}
+	with := q.Get("with")
+	if with != "" && with != "runs" {
+		return badRequest("with=%q: use with=runs to get each flow with its runs and jobs", with)
+	}
 	fs, err := s.cfg.Store.ListFlows(r.Context(), b.ID, store.ListFlowsOpts{Kind: kind, Limit: limit})
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, nonNil(fs))
+	if with == "" {
+		return writeJSON(w, http.StatusOK, nonNil(fs))
+	}
+	// One request for a dashboard: the project, branch and agents are read
+	// once for every flow.
+	p, err := s.cfg.Store.GetProject(r.Context(), b.ProjectID)
+	if err != nil {
+		return err
+	}
+	info, err := s.jobInfo(r.Context())
+	if err != nil {
+		return err
+	}
+	out := make([]api.FlowDetail, 0, len(fs))
+	for _, f := range fs {
+		d, err := s.flowRuns(r.Context(), f, p.Name, b.Name, info)
+		if err != nil {
+			return err
+		}
+		out = append(out, d)
+	}
+	return writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) flowByID(r *http.Request) (ci.Flow, error) {
@@ -122,12 +150,17 @@ func (s *Server) flowDetail(ctx context.Context, f ci.Flow) (api.FlowDetail, err
 	if err != nil {
 		return d, err
 	}
-	d.Project, d.Branch = p.Name, b.Name
-	runs, err := s.cfg.Store.ListRuns(ctx, f.ID)
+	info, err := s.jobInfo(ctx)
 	if err != nil {
 		return d, err
 	}
-	info, err := s.jobInfo(ctx)
+	return s.flowRuns(ctx, f, p.Name, b.Name, info)
+}
+
+// flowRuns returns the detail of a flow of the named project and branch.
+func (s *Server) flowRuns(ctx context.Context, f ci.Flow, project, branch string, info jobInfo) (api.FlowDetail, error) {
+	d := api.FlowDetail{Flow: f, Project: project, Branch: branch, Runs: []api.RunDetail{}}
+	runs, err := s.cfg.Store.ListRuns(ctx, f.ID)
 	if err != nil {
 		return d, err
 	}
@@ -329,14 +362,71 @@ func (s *Server) jobLogs(w http.ResponseWriter, r *http.Request) error {
 	default:
 		return badRequest("follow=%q: use true or false", q.Get("follow"))
 	}
+	offset, err := queryInt64(q, "offset", 0)
+	if err != nil {
+		return err
+	}
+	limit, err := queryInt64(q, "limit", 1)
+	if err != nil {
+		return err
+	}
+	tail, err := queryInt64(q, "tail", 1)
+	if err != nil {
+		return err
+	}
+	if tail > 0 && (opts.Follow || offset > 0 || limit > 0) {
+		return badRequest("tail cannot be combined with follow, offset or limit: read the tail, then follow from offset=%s+LENGTH", logOffsetHeader)
+	}
+	if tail > maxLogTail {
+		return badRequest("tail=%d: at most %d bytes", tail, maxLogTail)
+	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if tail > 0 {
+		tw := newTailWriter(int(tail))
+		if err := s.cfg.Logs.Stream(r.Context(), tw, j.ID, opts); err != nil {
+			return fmt.Errorf("read the tail of the log of job %d: %w", j.ID, err)
+		}
+		w.Header().Set(logOffsetHeader, strconv.FormatInt(tw.Offset(), 10))
+		w.WriteHeader(http.StatusOK)
+		_, err := w.Write(tw.Bytes())
+		return err
+	}
+	w.Header().Set(logOffsetHeader, strconv.FormatInt(offset, 10))
 	w.WriteHeader(http.StatusOK)
 	if f, ok := w.(http.Flusher); ok {
 		f.Flush()
 	}
-	if err := s.cfg.Logs.Stream(r.Context(), w, j.ID, opts); err != nil && r.Context().Err() == nil {
+	var out io.Writer = w
+	if offset > 0 || limit > 0 {
+		left := limit
+		if left == 0 {
+			left = -1
+		}
+		out = &rangeWriter{w: w, skip: offset, left: left}
+	}
+	if err := s.cfg.Logs.Stream(r.Context(), out, j.ID, opts); err != nil && !errors.Is(err, errRangeDone) && r.Context().Err() == nil {
 		s.cfg.Logger.Warn("stream logs", "job_id", j.ID, "err", err)
 	}
 	return nil
+}
+
+// logOffsetHeader is the response header giving the log offset of the
+// first byte of a log response (the tail's start, or the offset asked).
+const logOffsetHeader = "X-Log-Offset"
+
+// maxLogTail bounds the tail a log request may ask for.
+const maxLogTail = 16 << 20
+
+// queryInt64 parses an optional query parameter >= lowest (0 when absent).
+func queryInt64(q url.Values, name string, lowest int64) (int64, error) {
+	v := q.Get(name)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < lowest {
+		return 0, badRequest("%s=%q: give a whole number of bytes >= %d", name, v, lowest)
+	}
+	return n, nil
 }

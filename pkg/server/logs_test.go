@@ -66,6 +66,64 @@ func TestJobLogs(t *testing.T) {
 	}
 }
 
+// TestJobLogsRanges reads parts of a log by byte offsets and its tail, and
+// follows it from an offset.
+func TestJobLogsRanges(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	a, j := e.runningJob(t, 3)
+	e.sendLog(t, a, j.ID, 0, 0, "zero a\n")
+	e.sendLog(t, a, j.ID, 0, 1, "zero b\n")
+	e.sendLog(t, a, j.ID, 2, 0, "two\n")
+	full := "==> step 0: shell (step0)\nzero a\nzero b\n==> step 2: shell (step2)\ntwo\n"
+	tests := []struct {
+		name   string
+		query  string
+		want   string
+		offset string
+	}{
+		{name: "from an offset", query: "?offset=26", want: full[26:], offset: "26"},
+		{name: "a range", query: "?offset=26&limit=14", want: "zero a\nzero b\n", offset: "26"},
+		{name: "a range past the end", query: "?offset=60&limit=1000", want: full[60:], offset: "60"},
+		{name: "an offset past the end", query: "?offset=5000", want: "", offset: "5000"},
+		{name: "the first bytes", query: "?limit=5", want: "==> s", offset: "0"},
+		{name: "the tail", query: "?tail=10", want: full[len(full)-10:], offset: fmt.Sprint(len(full) - 10)},
+		{name: "a tail longer than the log", query: "?tail=1000", want: full, offset: "0"},
+		{name: "a range of one step", query: "?step=0&offset=7&limit=7", want: "zero b\n", offset: "7"},
+		{name: "the tail of one step", query: "?step=0&tail=3", want: " b\n", offset: "11"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := e.user(t, "GET", fmt.Sprintf("/jobs/%d/logs%s", j.ID, tc.query), nil)
+			require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
+			require.Equal(t, tc.want, string(r.body))
+			require.Equal(t, tc.offset, r.header.Get("X-Log-Offset"))
+		})
+	}
+
+}
+
+// TestJobLogsFollowFromOffset follows a log from a byte offset: the bytes
+// before it are skipped, new output arrives as it is written.
+func TestJobLogsFollowFromOffset(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	a, j := e.runningJob(t, 1)
+	e.sendLog(t, a, j.ID, 0, 0, "one\ntwo\n")
+	head := len("==> step 0: shell (step0)\none\n")
+	req := request(t, "GET", fmt.Sprintf("%s/jobs/%d/logs?follow=1&offset=%d", e.base, j.ID, head), nil, e.token)
+	resp, err := http.DefaultClient.Do(req.WithContext(t.Context()))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, fmt.Sprint(head), resp.Header.Get("X-Log-Offset"))
+	lr := readLines(resp.Body)
+	require.Equal(t, "two\n", lr.next(t))
+	e.sendLog(t, a, j.ID, 0, 1, "three\n")
+	require.Equal(t, "three\n", lr.next(t))
+}
+
 // lineReader reads a streamed body line by line on its own goroutine.
 type lineReader struct {
 	lines chan string
@@ -232,4 +290,29 @@ func TestJobLogsFollowRequeue(t *testing.T) {
 	require.Equal(t, http.StatusOK, r.status)
 	require.Equal(t, "==> attempt 1 (agent alice)\n==> step 0: shell (step0)\nfirst attempt 0\nfirst attempt 1\n"+
 		"==> attempt 2 (agent alice)\n==> step 0: shell (step0)\nsecond attempt 0\n", string(r.body))
+}
+
+// TestListFlowsWithRuns lists a branch's flows with their runs and jobs in
+// one request, the same details GET /flows/{id} gives.
+func TestListFlowsWithRuns(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	fx := e.fixture(t, 1)
+	f1 := e.flow(t, fx.branch.ID)
+	f2 := e.flow(t, fx.branch.ID)
+
+	var got []api.FlowDetail
+	e.user(t, "GET", fmt.Sprintf("/branches/%d/flows?with=runs&kind=ci", fx.branch.ID), nil).ok(t, http.StatusOK, &got)
+	require.Len(t, got, 2)
+	for i, id := range []int64{f2.ID, f1.ID} { // newest first
+		var want api.FlowDetail
+		e.user(t, "GET", fmt.Sprintf("/flows/%d", id), nil).ok(t, http.StatusOK, &want)
+		require.Equal(t, want, got[i])
+		require.Equal(t, "proj", got[i].Project)
+		require.Equal(t, "main", got[i].Branch)
+		require.NotEmpty(t, got[i].Runs)
+		require.NotEmpty(t, got[i].Runs[0].Jobs)
+	}
+	e.user(t, "GET", fmt.Sprintf("/branches/%d/flows?with=runs&kind=dev", fx.branch.ID), nil).ok(t, http.StatusOK, &got)
+	require.Empty(t, got)
 }

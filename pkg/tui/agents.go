@@ -24,6 +24,7 @@ type agentKeys struct {
 	Enable    key.Binding
 	Disable   key.Binding
 	Group     key.Binding
+	Ungroup   key.Binding
 	Delete    key.Binding
 	Groups    key.Binding
 }
@@ -34,6 +35,7 @@ func defaultAgentKeys() agentKeys {
 		Enable:    key.NewBinding(key.WithKeys("e"), key.WithHelp("e", "enable")),
 		Disable:   key.NewBinding(key.WithKeys("d"), key.WithHelp("d", "disable")),
 		Group:     key.NewBinding(key.WithKeys("g"), key.WithHelp("g", "add to group")),
+		Ungroup:   key.NewBinding(key.WithKeys("u"), key.WithHelp("u", "remove from group")),
 		Delete:    key.NewBinding(key.WithKeys("x"), key.WithHelp("x", "delete")),
 		Groups:    key.NewBinding(key.WithKeys("G"), key.WithHelp("G", "groups")),
 	}
@@ -51,6 +53,7 @@ type agentsMode int
 const (
 	modeBrowse        agentsMode = iota
 	modeGroup                    // typing a group name
+	modeUngroup                  // typing the group to leave
 	modeConfirmDelete            // y/n
 )
 
@@ -91,7 +94,7 @@ func newAgentsScreen(e *env) *agentsScreen {
 func (s *agentsScreen) Title() string { return "agents" }
 
 func (s *agentsScreen) Keys() []key.Binding {
-	return []key.Binding{s.keys.Authorize, s.keys.Enable, s.keys.Disable, s.keys.Group, s.keys.Delete, s.keys.Groups}
+	return []key.Binding{s.keys.Authorize, s.keys.Enable, s.keys.Disable, s.keys.Group, s.keys.Ungroup, s.keys.Delete, s.keys.Groups}
 }
 
 func (s *agentsScreen) Capturing() bool { return s.mode != modeBrowse }
@@ -156,7 +159,7 @@ func (s *agentsScreen) Update(msg tea.Msg) (Screen, tea.Cmd) {
 		return s, tea.Batch(func() tea.Msg { return infoMsg(msg.info) }, s.Load())
 	case tea.KeyMsg:
 		switch s.mode {
-		case modeGroup:
+		case modeGroup, modeUngroup:
 			return s.updateGroupInput(msg)
 		case modeConfirmDelete:
 			return s.updateConfirm(msg)
@@ -178,7 +181,7 @@ func (s *agentsScreen) updateBrowse(msg tea.KeyMsg) (Screen, tea.Cmd) {
 	case key.Matches(msg, g.Bottom):
 		s.table.GoTo(-1)
 	case key.Matches(msg, s.keys.Groups):
-		return s, push(newGroupsScreen(s.env))
+		return s, s.env.push(newGroupsScreen(s.env))
 	}
 	a, ok := s.selected()
 	if !ok {
@@ -208,6 +211,21 @@ func (s *agentsScreen) updateBrowse(msg tea.KeyMsg) (Screen, tea.Cmd) {
 		s.mode = modeGroup
 		s.input.SetValue("")
 		return s, s.input.Focus()
+	case key.Matches(msg, s.keys.Ungroup):
+		// Offer the last group the agent joined ("all" cannot be left).
+		guess := ""
+		for _, g := range a.Groups {
+			if g != "all" {
+				guess = g
+			}
+		}
+		if guess == "" {
+			return s, func() tea.Msg { return infoMsg("agent " + a.Name + " is only in group all, which every agent is in") }
+		}
+		s.mode = modeUngroup
+		s.input.SetValue(guess)
+		s.input.CursorEnd()
+		return s, s.input.Focus()
 	case key.Matches(msg, s.keys.Delete):
 		s.mode = modeConfirmDelete
 	}
@@ -224,6 +242,7 @@ func (s *agentsScreen) updateGroupInput(msg tea.KeyMsg) (Screen, tea.Cmd) {
 		s.input.Blur()
 		return s, nil
 	case tea.KeyEnter:
+		mode := s.mode
 		s.mode = modeBrowse
 		s.input.Blur()
 		group := strings.TrimSpace(s.input.Value())
@@ -232,6 +251,12 @@ func (s *agentsScreen) updateGroupInput(msg tea.KeyMsg) (Screen, tea.Cmd) {
 			return s, nil
 		}
 		c := s.env.api
+		if mode == modeUngroup {
+			return s, s.act("agent "+a.Name+" removed from group "+group, func(ctx context.Context) error {
+				_, err := c.RemoveAgentFromGroup(ctx, group, agentRef(a))
+				return err
+			})
+		}
 		return s, s.act("agent "+a.Name+" added to group "+group, func(ctx context.Context) error {
 			_, err := c.AddAgentToGroup(ctx, group, agentRef(a))
 			return err
@@ -355,6 +380,9 @@ func (s *agentsScreen) View() string {
 	case modeGroup:
 		a, _ := s.selected()
 		prompt = st.Prompt.Render("add "+a.Name+" to group: ") + s.input.View()
+	case modeUngroup:
+		a, _ := s.selected()
+		prompt = st.Prompt.Render("remove "+a.Name+" from group: ") + s.input.View()
 	case modeConfirmDelete:
 		a, _ := s.selected()
 		prompt = st.Prompt.Render("delete agent " + a.Name + "? (y/n)")

@@ -46,7 +46,13 @@ type tickMsg time.Time
 // pushMsg puts a screen on the stack.
 type pushMsg struct{ screen Screen }
 
-func push(s Screen) tea.Cmd { return func() tea.Msg { return pushMsg{s} } }
+// push asks the root model to open s on top of the stack. The root model
+// does it as soon as the current message is handled, before the next key:
+// a key typed right after Enter goes to the screen Enter opened.
+func (e *env) push(s Screen) tea.Cmd {
+	e.nav = append(e.nav, pushMsg{s})
+	return nil
+}
 
 func fail(err error) tea.Msg { return errMsg{err} }
 
@@ -128,17 +134,15 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.env.log.Info("tui action", "result", string(msg))
 		m.status, m.isErr = string(msg), false
 		return m, nil
-	case pushMsg:
-		msg.screen.SetSize(m.width, m.bodyHeight())
-		m.stack = append(m.stack, msg.screen)
-		return m, msg.screen.Load()
+	case popMsg, pushMsg:
+		return m, m.navigate(msg)
 	case tea.KeyMsg:
 		if msg.Type == tea.KeyCtrlC {
 			return m, tea.Quit
 		}
 		if !m.top().Capturing() {
 			if cmd, ok := m.globalKey(msg); ok {
-				return m, cmd
+				return m, tea.Batch(cmd, m.drainNav())
 			}
 		}
 		if m.showHelp {
@@ -147,7 +151,61 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	}
 	s, cmd := m.top().Update(msg)
 	m.stack[len(m.stack)-1] = s
-	return m, cmd
+	return m, tea.Batch(cmd, m.drainNav())
+}
+
+// drainNav applies the pushes and pops the screens asked for.
+func (m *Model) drainNav() tea.Cmd {
+	var cmds []tea.Cmd
+	for len(m.env.nav) > 0 {
+		msg := m.env.nav[0]
+		m.env.nav = m.env.nav[1:]
+		cmds = append(cmds, m.navigate(msg))
+	}
+	return tea.Batch(cmds...)
+}
+
+// navigate pushes or pops a screen and returns the load of the new top.
+func (m *Model) navigate(msg tea.Msg) tea.Cmd {
+	switch msg := msg.(type) {
+	case pushMsg:
+		msg.screen.SetSize(m.width, m.bodyHeight())
+		m.stack = append(m.stack, msg.screen)
+		return msg.screen.Load()
+	case popMsg:
+		if len(m.stack) < 2 {
+			return nil
+		}
+		if msg.reset != nil {
+			m.closeAbove(0)
+			m.stack = m.stack[:1]
+			var cmds []tea.Cmd
+			for _, sc := range msg.reset {
+				sc.SetSize(m.width, m.bodyHeight())
+				m.stack = append(m.stack, sc)
+			}
+			cmds = append(cmds, m.top().Load())
+			// The screens below the top load when they show again (Back).
+			return tea.Batch(cmds...)
+		}
+		m.closeAbove(len(m.stack) - 2)
+		m.stack = m.stack[:len(m.stack)-1]
+		var cmds []tea.Cmd
+		if msg.replace != nil {
+			m.closeAbove(len(m.stack) - 2)
+			msg.replace.SetSize(m.width, m.bodyHeight())
+			m.stack[len(m.stack)-1] = msg.replace
+		}
+		if msg.then != nil {
+			msg.then.SetSize(m.width, m.bodyHeight())
+			m.stack = append(m.stack, msg.then)
+		}
+		if msg.replace != nil || msg.then != nil {
+			cmds = append(cmds, m.top().Load())
+		}
+		return tea.Batch(cmds...)
+	}
+	return nil
 }
 
 func (m *Model) globalKey(msg tea.KeyMsg) (tea.Cmd, bool) {
@@ -173,7 +231,7 @@ func (m *Model) globalKey(msg tea.KeyMsg) (tea.Cmd, bool) {
 		if _, ok := m.top().(*agentsScreen); ok {
 			return nil, true
 		}
-		return push(newAgentsScreen(m.env)), true
+		return m.env.push(newAgentsScreen(m.env)), true
 	case key.Matches(msg, m.keys.Projects):
 		m.closeAbove(0)
 		m.stack = m.stack[:1]

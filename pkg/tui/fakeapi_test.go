@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -26,7 +27,12 @@ type fakeAPI struct {
 	groups []string
 	calls  []string
 	errors []string // requests the fake does not serve
+	// logReads are the log parts served.
+	logReads []logRead
 }
+
+// logRead is a part of a log the fake served.
+type logRead struct{ offset, n int }
 
 // testNow is the fixed clock of the model tests.
 var testNow = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
@@ -93,11 +99,16 @@ func (f *fakeAPI) handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/branches/{b}/flows", func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		out := []ci.Flow{}
-		for _, id := range []int64{102, 101, 100} {
+		if r.URL.Query().Get("with") != "runs" {
+			f.errors = append(f.errors, "flows without runs: "+r.URL.String())
+		}
+		out := []api.FlowDetail{}
+		ids := slices.Sorted(maps.Keys(f.flows))
+		slices.Reverse(ids)
+		for _, id := range ids {
 			fl := f.flows[id]
 			if strconv.FormatInt(fl.BranchID, 10) == r.PathValue("b") && string(fl.Kind) == r.URL.Query().Get("kind") {
-				out = append(out, fl.Flow)
+				out = append(out, fl)
 			}
 		}
 		writeJSON(w, http.StatusOK, out)
@@ -113,7 +124,80 @@ func (f *fakeAPI) handler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, fl)
 	})
-	for _, a := range []string{"jobs/{id}/cancel", "jobs/{id}/rerun", "runs/{id}/start"} {
+	mux.HandleFunc("GET /api/v1/branches/{b}/stages", func(w http.ResponseWriter, r *http.Request) {
+		if r.PathValue("b") != "7" {
+			writeJSON(w, http.StatusOK, []ci.Stage{})
+			return
+		}
+		writeJSON(w, http.StatusOK, []ci.Stage{
+			{ID: 1, BranchID: 7, Name: "build", Enabled: true, Schema: json.RawMessage(`{"parent":"root","parameters":[
+				{"name":"TARGET","type":"string","default":"release","description":"what to build"},
+				{"name":"JOBS","type":"int","default":"4"}]}`)},
+			{ID: 2, BranchID: 7, Name: "tests", Enabled: true, Schema: json.RawMessage(`{"parent":"build","parameters":[
+				{"name":"SUITE","type":"string","default":"all","description":"pytest -k expression"},
+				{"name":"TARGET","type":"string","default":"debug"}]}`)},
+			{ID: 3, BranchID: 7, Name: "old", Enabled: false, Schema: json.RawMessage(`{"parameters":[{"name":"GONE","default":"x"}]}`)},
+		})
+	})
+	mux.HandleFunc("POST /api/v1/branches/{b}/flows", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		var in api.CreateFlow
+		_ = json.NewDecoder(r.Body).Decode(&in)
+		keys := slices.Sorted(maps.Keys(in.Args))
+		var args []string
+		for _, k := range keys {
+			args = append(args, k+"="+in.Args[k])
+		}
+		f.calls = append(f.calls, fmt.Sprintf("create %s flow on %s %s", in.Kind, r.PathValue("b"), strings.Join(args, " ")))
+		fl := api.FlowDetail{Flow: ci.Flow{ID: 110, BranchID: 7, Kind: in.Kind, State: ci.FlowInProgress, KindSeq: 13, Args: in.Args, Created: testNow},
+			Project: "demo", Branch: "main", Runs: []api.RunDetail{{Run: ci.Run{ID: 210, FlowID: 110, State: ci.RunInProgress}, Name: "build",
+				Jobs: []api.JobDetail{{Job: ci.Job{ID: 310, RunID: 210, Name: "compile", State: ci.JobQueued}}}}}}
+		f.flows[fl.ID] = fl
+		writeJSON(w, http.StatusCreated, fl)
+	})
+	mux.HandleFunc("GET /api/v1/runs/{id}/results", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		f.calls = append(f.calls, "results "+r.PathValue("id")+" "+r.URL.RawQuery)
+		f.mu.Unlock()
+		q := r.URL.Query()
+		out := []api.TestResult{}
+		for _, tr := range testResults() {
+			if q.Get("status") != "" && tr.Status != q.Get("status") || q.Get("change") != "" && tr.Change != q.Get("change") {
+				continue
+			}
+			if n := strings.Trim(q.Get("name"), "*"); n != "" && !strings.Contains(tr.Name, n) {
+				continue
+			}
+			out = append(out, tr)
+		}
+		switch q.Get("sort") {
+		case "name":
+			slices.SortFunc(out, func(a, b api.TestResult) int { return strings.Compare(a.Name, b.Name) })
+		case "status":
+			slices.SortFunc(out, func(a, b api.TestResult) int { return strings.Compare(a.Status, b.Status) })
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
+	mux.HandleFunc("GET /api/v1/branches/{b}/tests/history", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		f.calls = append(f.calls, "history "+r.PathValue("b")+" "+r.URL.RawQuery)
+		f.mu.Unlock()
+		writeJSON(w, http.StatusOK, testHistory(r.URL.Query().Get("name")))
+	})
+	mux.HandleFunc("DELETE /api/v1/groups/{g}/agents/{a}", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.calls = append(f.calls, fmt.Sprintf("ungroup %s %s", r.PathValue("g"), r.PathValue("a")))
+		a := f.find(r.PathValue("a"))
+		if a == nil {
+			notFound(w, "agent "+r.PathValue("a"))
+			return
+		}
+		a.Groups = slices.DeleteFunc(a.Groups, func(g string) bool { return g == r.PathValue("g") })
+		writeJSON(w, http.StatusOK, api.Group{Name: r.PathValue("g"), Agents: []string{}})
+	})
+	for _, a := range []string{"jobs/{id}/cancel", "jobs/{id}/rerun", "runs/{id}/start", "runs/{id}/cancel", "runs/{id}/rerun"} {
 		mux.HandleFunc("POST /api/v1/"+a, func(w http.ResponseWriter, r *http.Request) {
 			f.mu.Lock()
 			defer f.mu.Unlock()
@@ -131,8 +215,25 @@ func (f *fakeAPI) handler() http.Handler {
 			notFound(w, "job "+r.PathValue("id"))
 			return
 		}
+		q := r.URL.Query()
+		num := func(k string) int {
+			n, _ := strconv.Atoi(q.Get(k))
+			return n
+		}
+		off := min(num("offset"), len(text))
+		end := len(text)
+		if n := num("limit"); n > 0 {
+			end = min(end, off+n)
+		}
+		if n := num("tail"); n > 0 {
+			off = max(0, len(text)-n)
+		}
+		f.mu.Lock()
+		f.logReads = append(f.logReads, logRead{offset: off, n: end - off})
+		f.mu.Unlock()
 		w.Header().Set("Content-Type", "text/plain")
-		_, _ = io.WriteString(w, text)
+		w.Header().Set("X-Log-Offset", strconv.Itoa(off))
+		_, _ = io.WriteString(w, text[off:end])
 	})
 	mux.HandleFunc("GET /api/v1/groups", func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
@@ -250,9 +351,9 @@ func testLog(n int) string {
 	for i := 1; i <= n; i++ {
 		switch {
 		case i == 1:
-			b.WriteString("== step 1: git clone\n")
+			b.WriteString("==> step 0: git (clone)\n")
 		case i == n/2:
-			b.WriteString("== step 2: pytest\n")
+			b.WriteString("==> step 1: shell (pytest)\n")
 		case i == n/2+5:
 			b.WriteString("ERROR: test_login failed: 500 != 200\n")
 		default:
@@ -296,4 +397,30 @@ func (f *fakeAPI) Calls() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.calls)
+}
+
+// testResults are the results of run 202 (tests of CI 12), by relevancy.
+func testResults() []api.TestResult {
+	r := func(name, status, change string, age, instab, relev int, dur float64, msg string) api.TestResult {
+		return api.TestResult{RunID: 202, FlowID: 101, FlowKind: "ci", JobName: "integration", Name: name, Status: status,
+			Change: change, Age: age, Instability: instab, Relevancy: relev, Duration: dur, Message: msg, Analyzed: true, Created: *at(10 * time.Minute)}
+	}
+	return []api.TestResult{
+		r("tests/test_login.py::test_login", "failed", "regr", 0, 1, 12, 2.5, "assert 500 == 200\nfull traceback"),
+		r("tests/test_api.py::test_rate_limit", "error", "no-change", 3, 4, 9, 0.3, "fixture redis not found"),
+		r("tests/test_api.py::test_paging", "unstable", "fix", 0, 6, 5, 1.2, ""),
+		r("tests/test_models.py::test_user_roundtrip", "passed", "fix", 0, 2, 3, 0.1, ""),
+		r("tests/test_models.py::test_slugs", "passed", "no-change", 8, 0, 0, 0.05, ""),
+	}
+}
+
+// testHistory is the history of a test in branch 7, newest first.
+func testHistory(name string) []api.TestResult {
+	statuses := []string{"failed", "passed", "passed", "failed", "unstable", "passed", "passed", "passed", "error", "passed", "passed", "passed"}
+	out := []api.TestResult{}
+	for i, st := range statuses {
+		out = append(out, api.TestResult{FlowID: int64(101 - i), FlowKind: "ci", JobName: "integration", Name: name, Status: st,
+			Duration: float64(1 + i%5), Created: *at(time.Duration(i+1) * time.Hour), Message: map[bool]string{true: "assert 500 == 200"}[st == "failed"]})
+	}
+	return out
 }

@@ -18,7 +18,11 @@ import (
 // flowsLimit bounds how many flows the dashboard shows (and details it fetches).
 const flowsLimit = 15
 
-var tabKey = key.NewBinding(key.WithKeys("tab"), key.WithHelp("tab", "CI/DEV"))
+var (
+	tabKey     = key.NewBinding(key.WithKeys("tab"), key.WithHelp("tab", "CI/DEV"))
+	pickKey    = key.NewBinding(key.WithKeys("b"), key.WithHelp("b", "other branch"))
+	newFlowKey = key.NewBinding(key.WithKeys("n"), key.WithHelp("n", "new flow"))
+)
 
 // flowsMsg carries a branch's flows of one kind with their runs.
 type flowsMsg struct {
@@ -51,26 +55,21 @@ func newFlowsScreen(e *env, project string, b ci.Branch) *flowsScreen {
 	return s
 }
 
-func (s *flowsScreen) Title() string       { return s.project + "/" + s.branch.Name }
-func (s *flowsScreen) Keys() []key.Binding { return []key.Binding{openKey, tabKey} }
-func (s *flowsScreen) Capturing() bool     { return false }
-func (s *flowsScreen) SetSize(w, h int)    { s.table.SetSize(w, max(0, h-2)) }
+func (s *flowsScreen) Title() string { return s.project + "/" + s.branch.Name }
+func (s *flowsScreen) Keys() []key.Binding {
+	return []key.Binding{openKey, tabKey, newFlowKey, pickKey}
+}
+func (s *flowsScreen) Capturing() bool  { return false }
+func (s *flowsScreen) SetSize(w, h int) { s.table.SetSize(w, max(0, h-2)) }
 
 func (s *flowsScreen) Load() tea.Cmd {
 	e, kind, branchID := s.env, s.kind, s.branch.ID
 	return func() tea.Msg {
 		var out []api.FlowDetail
-		err := e.call(func(ctx context.Context) error {
-			flows, err := e.api.ListFlows(ctx, branchID, kind, flowsLimit)
+		err := e.call(func(ctx context.Context) (err error) {
+			out, err = e.api.ListFlowsWithRuns(ctx, branchID, kind, flowsLimit)
 			if err != nil {
 				return fmt.Errorf("list flows: %w", err)
-			}
-			for _, f := range flows {
-				d, err := e.api.GetFlow(ctx, f.ID)
-				if err != nil {
-					return fmt.Errorf("flow %d: %w", f.ID, err)
-				}
-				out = append(out, d)
 			}
 			return nil
 		})
@@ -103,8 +102,12 @@ func (s *flowsScreen) Update(msg tea.Msg) (Screen, tea.Cmd) {
 			s.ready = false
 			s.table.GoTo(0)
 			return s, s.Load()
+		case key.Matches(msg, pickKey):
+			return s, s.env.push(newPickerScreen(s.env, s.project+"/"+s.branch.Name))
+		case key.Matches(msg, newFlowKey):
+			return s, s.env.push(newFlowFormScreen(s.env, s.project, s.branch, s.kind))
 		case key.Matches(msg, openKey) && len(s.flows) > 0:
-			return s, push(newFlowScreen(s.env, s.flows[s.table.Cursor].ID))
+			return s, s.env.push(newFlowScreen(s.env, s.flows[s.table.Cursor].ID))
 		}
 	}
 	return s, nil
@@ -144,7 +147,7 @@ func (s *flowsScreen) View() string {
 		return head + "\n\n" + st.Dim.Render("loading flows…")
 	}
 	if len(s.flows) == 0 {
-		return head + "\n\n" + st.Dim.Render(fmt.Sprintf("no %s flows: start one with `kk flow run %s/%s`", strings.ToUpper(string(s.kind)), s.project, s.branch.Name))
+		return head + "\n\n" + st.Dim.Render(fmt.Sprintf("no %s flows: n starts one (or `kk flow run %s/%s`)", strings.ToUpper(string(s.kind)), s.project, s.branch.Name))
 	}
 	return head + "\n\n" + s.table.View()
 }
@@ -206,15 +209,18 @@ func flowStyle(st *Styles, f api.FlowDetail) *lipgloss.Style {
 
 // flowKeys are the flow screen's bindings.
 type flowKeys struct {
-	Open, Cancel, Rerun, Start key.Binding
+	Open, Cancel, Rerun, Start, CancelRun, RerunRun, Results key.Binding
 }
 
 func defaultFlowKeys() flowKeys {
 	return flowKeys{
-		Open:   key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "logs")),
-		Cancel: key.NewBinding(key.WithKeys("c"), key.WithHelp("c", "cancel job")),
-		Rerun:  key.NewBinding(key.WithKeys("r"), key.WithHelp("r", "rerun job")),
-		Start:  key.NewBinding(key.WithKeys("s"), key.WithHelp("s", "start manual run")),
+		Open:      key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "logs")),
+		Cancel:    key.NewBinding(key.WithKeys("c"), key.WithHelp("c", "cancel job")),
+		Rerun:     key.NewBinding(key.WithKeys("r"), key.WithHelp("r", "rerun job")),
+		Start:     key.NewBinding(key.WithKeys("s"), key.WithHelp("s", "start manual run")),
+		CancelRun: key.NewBinding(key.WithKeys("C"), key.WithHelp("C", "cancel run")),
+		RerunRun:  key.NewBinding(key.WithKeys("R"), key.WithHelp("R", "rerun run")),
+		Results:   key.NewBinding(key.WithKeys("t"), key.WithHelp("t", "test results")),
 	}
 }
 
@@ -263,7 +269,7 @@ func (s *flowScreen) Title() string {
 }
 
 func (s *flowScreen) Keys() []key.Binding {
-	return []key.Binding{s.keys.Open, s.keys.Cancel, s.keys.Rerun, s.keys.Start}
+	return []key.Binding{s.keys.Open, s.keys.Cancel, s.keys.Rerun, s.keys.Start, s.keys.CancelRun, s.keys.RerunRun, s.keys.Results}
 }
 func (s *flowScreen) Capturing() bool  { return false }
 func (s *flowScreen) SetSize(w, h int) { s.table.SetSize(w, max(0, h-2)) }
@@ -317,6 +323,18 @@ func (s *flowScreen) Update(msg tea.Msg) (Screen, tea.Cmd) {
 				_, err := c.StartRun(ctx, row.run.ID)
 				return err
 			})
+		case key.Matches(msg, s.keys.CancelRun):
+			return s, s.act("run "+row.run.Name+" cancelled", func(ctx context.Context) error {
+				_, err := c.CancelRun(ctx, row.run.ID)
+				return err
+			})
+		case key.Matches(msg, s.keys.RerunRun):
+			return s, s.act("run "+row.run.Name+" rerun", func(ctx context.Context) error {
+				_, err := c.RerunRun(ctx, row.run.ID)
+				return err
+			})
+		case key.Matches(msg, s.keys.Results):
+			return s, s.env.push(newResultsScreen(s.env, s.flow, row.run))
 		}
 		if row.job == nil {
 			return s, nil
@@ -324,7 +342,7 @@ func (s *flowScreen) Update(msg tea.Msg) (Screen, tea.Cmd) {
 		j := *row.job
 		switch {
 		case key.Matches(msg, s.keys.Open):
-			return s, push(newLogScreen(s.env, j))
+			return s, s.env.push(newLogScreen(s.env, j))
 		case key.Matches(msg, s.keys.Cancel):
 			return s, s.act("job "+j.Name+" cancelled", func(ctx context.Context) error {
 				_, err := c.CancelJob(ctx, j.ID)

@@ -66,7 +66,7 @@ func (s *listScreen) Update(msg tea.Msg) (Screen, tea.Cmd) {
 			return s, nil
 		}
 		if key.Matches(msg, openKey) && s.table.Cursor < len(s.open) {
-			return s, push(s.open[s.table.Cursor]())
+			return s, s.env.push(s.open[s.table.Cursor]())
 		}
 	}
 	return s, nil

@@ -20,7 +20,7 @@ import (
 )
 
 // DefaultRefresh is how often the current screen polls the API.
-const DefaultRefresh = 2 * time.Second
+const DefaultRefresh = time.Second
 
 // requestTimeout bounds one API call made by a screen.
 const requestTimeout = 10 * time.Second
@@ -47,11 +47,25 @@ type env struct {
 	log    *slog.Logger
 	styles Styles
 	now    func() time.Time
+	// nav are the pushes and pops asked for while handling a message.
+	nav []tea.Msg
 }
 
 // call runs fn with a bounded context derived from the program's.
 func (e *env) call(fn func(ctx context.Context) error) error {
 	ctx, cancel := context.WithTimeout(e.ctx, requestTimeout)
+	defer cancel()
+	return fn(ctx)
+}
+
+// logReadTimeout bounds one read of a part of a log: kkd reads a huge log
+// up to the part asked for.
+const logReadTimeout = time.Minute
+
+// callCtx runs fn with a context derived from ctx (a screen's own, which it
+// cancels when it closes), bounded by logReadTimeout.
+func (e *env) callCtx(ctx context.Context, fn func(ctx context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, logReadTimeout)
 	defer cancel()
 	return fn(ctx)
 }

@@ -184,7 +184,17 @@ func TestGoldenViews(t *testing.T) {
 		{"logs_follow", []string{"enter", "enter", "enter", "down", "down", "enter"}},
 		{"logs_top", []string{"enter", "enter", "enter", "down", "down", "enter", "g"}},
 		{"logs_first_error", []string{"enter", "enter", "enter", "down", "down", "enter", "E"}},
-		{"logs_search", []string{"enter", "enter", "enter", "down", "down", "enter", "/", "step 2"}},
+		{"agents_ungroup_prompt", []string{"A", "down", "u"}},
+		{"flow_results", []string{"enter", "enter", "enter", "down", "down", "t"}},
+		{"flow_results_failed_by_name", []string{"enter", "enter", "enter", "down", "down", "t", "f", "o"}},
+		{"flow_results_name_prompt", []string{"enter", "enter", "enter", "down", "down", "t", "/", "api"}},
+		{"test_history", []string{"enter", "enter", "enter", "down", "down", "t", "enter"}},
+		{"picker", []string{"enter", "enter", "b"}},
+		{"picker_filtered", []string{"enter", "enter", "b", "quiet"}},
+		{"picked", []string{"enter", "enter", "b", "feat", "enter"}},
+		{"new_flow_form", []string{"enter", "enter", "n", "tab"}},
+		{"new_flow_started", []string{"enter", "enter", "tab", "n", "enter"}},
+		{"logs_search", []string{"enter", "enter", "enter", "down", "down", "enter", "/", "step 1"}},
 	}
 	for _, tc := range cases {
 		for _, sz := range sizes {

@@ -34,11 +34,13 @@ func NewCmdTUI(f *factory.Factory, runF func(context.Context, *Options) error) *
 		Use:   "tui",
 		Short: "Browse and drive the server in a terminal UI",
 		Long: `Open a terminal UI on the server: projects, branches, the CI and DEV
-flows of a branch with a box per run, a flow's jobs (cancel, rerun, start a
-manual run), a job's log (followed live, search, first error), and agents
-(authorize, enable, disable, add to a group, delete) and groups (create,
-delete, members). Screens refresh every 2 seconds. Press ? for the keys,
-Esc to go back.
+flows of a branch with a box per run (a branch picker, a form to start a
+flow with the stages' parameters), a flow's runs and jobs (cancel, rerun,
+start a manual run), a run's test results (filters, relevancy sort) and a
+test's history, a job's log (followed live, read by ranges, step headers,
+search, first error), and agents (authorize, enable, disable, add to and
+remove from a group, delete) and groups (create, delete, members). Screens
+refresh every second. Press ? for the keys, Esc to go back.
 
 The TUI logs to --log-file (default $XDG_STATE_HOME/kk/tui.log, else
 ~/.local/state/kk/tui.log), never to the screen. NO_COLOR turns colours off.`,
