@@ -58,10 +58,16 @@ type Options struct {
 	JobRetries int
 	// AgentBinaries is the directory of kkagent-<os>-<arch> binaries served to
 	// agents and installers (default: agents/ next to the kkd executable).
-	AgentBinaries   string
-	Stdout, Stderr  io.Writer // hints go to Stdout; logs to Stderr
-	Logger          *slog.Logger
-	ListenerReady   func(addr string) // called once listening (tests)
+	AgentBinaries  string
+	Stdout, Stderr io.Writer // hints go to Stdout; logs to Stderr
+	Logger         *slog.Logger
+	ListenerReady  func(addr string) // called once listening (tests)
+	// Pprof is the address net/http/pprof is served on (--pprof); empty: off.
+	Pprof string
+	// PprofAllowRemote lets Pprof be a non-loopback address.
+	PprofAllowRemote bool
+	// PprofReady is called with the pprof address once it listens (tests).
+	PprofReady      func(addr string)
 	ShutdownTimeout time.Duration
 }
 
@@ -141,6 +147,11 @@ func Serve(ctx context.Context, o Options) error {
 	}
 	if o.JobRetries < 0 {
 		return fmt.Errorf("job retries %d: give 0 (no retries) or more", o.JobRetries)
+	}
+	if o.Pprof != "" {
+		if err := checkPprofAddr(o.Pprof, o.PprofAllowRemote); err != nil {
+			return err
+		}
 	}
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
@@ -222,6 +233,22 @@ func Serve(ctx context.Context, o Options) error {
 		}
 	}()
 
+	var pprofDone <-chan struct{}
+	if o.Pprof != "" {
+		pln, err := pprofListener(o.Pprof, o.PprofAllowRemote)
+		if err != nil {
+			return err
+		}
+		pprofDone = servePprof(runCtx, pln, log)
+		if o.PprofReady != nil {
+			o.PprofReady(pln.Addr().String())
+		}
+	} else {
+		off := make(chan struct{})
+		close(off)
+		pprofDone = off
+	}
+
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is another kkd running? use --listen to pick another address)", o.Listen, err)
@@ -268,6 +295,7 @@ func Serve(ctx context.Context, o Options) error {
 		log.Warn("http shutdown", "err", err)
 	}
 	<-agentDone
+	<-pprofDone
 	<-leaderDone
 	<-bridgeDone
 	<-analyzer.Done()
