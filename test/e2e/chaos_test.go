@@ -349,7 +349,11 @@ func TestChaos(t *testing.T) {
 	side := filepath.Join(t.TempDir(), "side-effects.txt")
 	code, lines := chaosStage(side, token, image)
 	c.ok("project", "create", "chaos")
-, "chaos/main", writeFile(t, "chaos.py", code))
+	c.ok("branch", "create", "chaos/main")
+	if image != "" {
+		c.ok("group", "create", "docker")
+	}
+	c.ok("stage", "apply", "chaos/main", writeFile(t, "chaos.py", code))
 
 	proxy := startChaosProxy(t, strings.TrimPrefix(c.url, "http://"))
 	var agents []*chaosAgent
