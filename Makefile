@@ -31,7 +31,7 @@ test: ## Run the whole test suite (unit, store, end-to-end with the real binarie
 
 test-chaos: ## Run the chaos suite: 200 jobs on real kkd and kkagents while agents are killed, paused and cut off and kkd restarts; prints a CHAOS line (docs/chaos.md; KK_CHAOS_SEED=N replays a seed)
 	./scripts/test-deps.sh
-	$(GO) test -count=1 -tags chaos -run '^TestChaos$$' -timeout 15m -v ./test/e2e/
+	$(GO) test -count=1 -tags chaos -run '^TestChaos' -timeout 15m -v ./test/e2e/
 
 FUZZTIME ?= 8s
 

@@ -663,3 +663,45 @@ func pauseBusyAgent(c *cluster, agents []*chaosAgent) (*chaosAgent, string, int)
 	}
 	return nil, "", 0
 }
+
+// TestChaosLogChecks: the log checks of TestChaos tell complete, cut short,
+// disordered and duplicated attempt logs apart.
+func TestChaosLogChecks(t *testing.T) {
+	t.Parallel()
+	full := "==> step 0: shell\n+ i=1\nchaos c001 line 1\n+ i=2\nchaos c001 line 2\nchaos c001 line 3\n"
+	tests := []struct {
+		name     string
+		out      string
+		complete bool
+		want     string
+	}{
+		{name: "complete", out: full, complete: true},
+		{name: "missing last line", out: "chaos c001 line 1\nchaos c001 line 2\n", complete: true, want: "2 lines of 3"},
+		{name: "out of order", out: "chaos c001 line 2\nchaos c001 line 1\nchaos c001 line 3\n", complete: true, want: "line 2 where line 1 was due"},
+		{name: "duplicated", out: "chaos c001 line 1\nchaos c001 line 1\nchaos c001 line 2\nchaos c001 line 3\n", complete: true, want: "line 1 where line 2 was due"},
+		{name: "other job's line", out: "chaos c002 line 1\n", complete: true, want: "unexpected line"},
+		{name: "cut short", out: "chaos c001 line 1\nchaos c0", complete: false},
+		{name: "cut short, gap", out: "chaos c001 line 1\nchaos c001 line 3\n", complete: false, want: "line 3 where line 2 was due"},
+		{name: "superseded, too many", out: full + "chaos c001 line 4\n", complete: false, want: "4 lines of 3"},
+	}
+	for _, tc := range tests {
+		got := checkLines(tc.out, "c001", 3, tc.complete)
+		if tc.want == "" {
+			require.Empty(t, got, tc.name)
+		} else {
+			require.Contains(t, got, tc.want, tc.name)
+		}
+	}
+
+	parts := splitAttempts("==> attempt 1 (agent a)\nchaos c001 line 1\nchaos c0==> attempt 2 (agent b)\n" + full)
+	require.Equal(t, []string{"chaos c001 line 1\nchaos c0", full}, parts)
+	require.Equal(t, []string{full}, splitAttempts(full))
+
+	dir := t.TempDir()
+	side := filepath.Join(dir, "side")
+	require.NoError(t, os.WriteFile(side, []byte("start 7 1 /w\nstart 7 2 /w\ndone 7 2 /w\nstart 8 1 /w\ndone 8 1 /w\ndone 8 1 /w\n"), 0o644))
+	m := readSide(side)
+	require.Equal(t, map[string]int{"7 1": 1, "7 2": 1, "8 1": 1}, m.start)
+	require.Equal(t, map[string]int{"7 2": 1, "8 1": 2}, m.done)
+	require.Equal(t, map[string]bool{"7": true, "8": true}, m.doneJobs)
+}
