@@ -155,6 +155,7 @@ type chaosAgent struct {
 	name      string
 	args      []string
 	p         *proc
+	all       *[]*proc // every process the test started, for the panic check
 	down      bool
 	restartAt time.Time
 	paused    bool
@@ -164,6 +165,7 @@ type chaosAgent struct {
 func (a *chaosAgent) start(t *testing.T) {
 	t.Helper()
 	a.p = start(t, nil, "kkagent", a.args...)
+	*a.all = append(*a.all, a.p)
 	a.down = false
 }
 
@@ -357,9 +359,10 @@ func TestChaos(t *testing.T) {
 	c.ok("stage", "apply", "chaos/main", writeFile(t, "chaos.py", code))
 
 	proxy := startChaosProxy(t, strings.TrimPrefix(c.url, "http://"))
+	procs := []*proc{c.kkd}
 	var agents []*chaosAgent
 	add := func(name, server string, extra ...string) *chaosAgent {
-		a := &chaosAgent{name: name, args: append([]string{"run", "-s", server, "-d", filepath.Join(t.TempDir(), name),
+		a := &chaosAgent{name: name, all: &procs, args: append([]string{"run", "-s", server, "-d", filepath.Join(t.TempDir(), name),
 			"--name", name, "--registration-key", chaosRegKey, "--self-upgrade=false"}, extra...)}
 		a.start(t)
 		agents = append(agents, a)
@@ -422,6 +425,7 @@ func TestChaos(t *testing.T) {
 		}
 		c.kkd.kill(sig)
 		c.startKKD(strings.TrimPrefix(c.url, "http://"))
+		procs = append(procs, c.kkd)
 		restarts++
 		t.Logf("%s: kkd restarted after %s at %.0f%% done", time.Since(began).Round(time.Second), sig, 100*progress())
 	}
@@ -516,11 +520,17 @@ func TestChaos(t *testing.T) {
 			a.start(t)
 		}
 	}
-	var procs []string
-	waitFor(t, 30*time.Second, "no step process to be left", func() bool {
-		procs = leftoverProcs(token)
-		return len(procs) == 0
-	})
+	awaitNone := func(what string, list func() []string) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for left := list(); len(left) > 0; left = list() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s left 30 s after the flow completed:\n%s", what, strings.Join(left, "\n"))
+			}
+			time.Sleep(100 * time.Millisecond) // polling with a deadline
+		}
+	}
+	awaitNone("step processes", func() []string { return leftoverProcs(token) })
 	leftContainers := func() []string {
 		if cli == nil {
 			return nil
@@ -537,12 +547,18 @@ func TestChaos(t *testing.T) {
 		}
 		return ours
 	}
-	waitFor(t, 30*time.Second, "no job container to be left", func() bool { return len(leftContainers()) == 0 })
+	awaitNone("job containers", leftContainers)
 	for _, a := range agents {
 		a.p.kill(syscall.SIGTERM)
 	}
 	require.Empty(t, leftoverProcs(token), "stopped agents must leave no step process")
 	require.Empty(t, leftContainers(), "stopped agents must leave no job container")
+	for _, p := range procs {
+		out := p.Output()
+		for _, bad := range []string{"panic:", "DATA RACE", "fatal error:"} {
+			require.NotContains(t, out, bad, "%s %v", p.cmd.Path, p.cmd.Args)
+		}
+	}
 
 	// Judge every job.
 	tok := c.token()
