@@ -33,9 +33,9 @@ test-chaos: ## Run the chaos suite: 200 jobs on real kkd and kkagents while agen
 	./scripts/test-deps.sh
 	$(GO) test -count=1 -tags chaos -run '^TestChaos' -timeout 15m -v ./test/e2e/
 
-FUZZTIME ?= 8s
+FUZZTIME ?= 5s
 
-fuzz: ## Run every Go fuzz target under pkg/ for FUZZTIME each (default 8s; a failing input is kept under the package's testdata/fuzz)
+fuzz: ## Run every Go fuzz target under pkg/ for FUZZTIME each (default 5s; a failing input is kept under the package's testdata/fuzz)
 	@set -e; for pkg in $$(grep -rl --include='*_test.go' '^func Fuzz' pkg | xargs -n1 dirname | sort -u); do \
 		for fn in $$(grep -h '^func Fuzz' $$pkg/*_test.go | sed 's/^func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
 			echo "fuzz ./$$pkg $$fn ($(FUZZTIME))"; \

@@ -43,7 +43,7 @@ const (
 	chaosJobs    = 200
 	chaosRegKey  = "chaos-key"
 	chaosNetCut  = 30 * time.Second
-	chaosTimeout = 8 * time.Minute
+	chaosTimeout = 10 * time.Minute
 	// every dockerEvery-th job (from dockerFirst) runs on the docker agent
 	dockerEvery, dockerFirst = 12, 5
 )
