@@ -37,6 +37,7 @@ import (
 	"github.com/kraken-go/kk/pkg/ci"
 	"github.com/kraken-go/kk/pkg/executor/docker"
 	"github.com/kraken-go/kk/pkg/executor/docker/dockertest"
+	"github.com/kraken-go/kk/pkg/store/pgtest"
 )
 
 const (
@@ -337,6 +338,7 @@ func checkLines(out, name string, n int, complete bool) string {
 //
 //	make test-chaos                     # a random seed, printed
 //	KK_CHAOS_SEED=42 make test-chaos    # replay a seed's fault schedule
+//	KK_CHAOS_POSTGRES=1 make test-chaos # kkd on PostgreSQL (pkg/store/pgtest)
 func TestChaos(t *testing.T) {
 	seed := chaosSeed(t)
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
@@ -348,7 +350,13 @@ func TestChaos(t *testing.T) {
 	// Retries are raised so that a job hit by several faults in a row is
 	// still retried: the suite measures fencing and recovery, not the retry
 	// budget (`--job-retries`, default 2).
-	c := newCluster(t, "--agent-registration-key", chaosRegKey, "--job-retries", "20")
+	kkdArgs := []string{"--agent-registration-key", chaosRegKey, "--job-retries", "20"}
+	store := "sqlite"
+	if os.Getenv("KK_CHAOS_POSTGRES") != "" {
+		store = "postgres"
+		kkdArgs = append(kkdArgs, "--db", pgtest.URL(t))
+	}
+	c := newCluster(t, kkdArgs...)
 	side := filepath.Join(t.TempDir(), "side-effects.txt")
 	code, lines := chaosStage(side, token, image)
 	c.ok("project", "create", "chaos")
@@ -627,8 +635,8 @@ func TestChaos(t *testing.T) {
 		}
 	}
 	faults := kills + restarts + pauses + proxy.cuts
-	summary := fmt.Sprintf("CHAOS jobs=%d faults=%d (kill=%d restart=%d pause=%d netcut=%d) lost=%d duplicated=%d badlogs=%d retried=%d reruns=%d seed=%d duration=%s",
-		chaosJobs, faults, kills, restarts, pauses, proxy.cuts, lost, duplicated, badLogs, retried, reruns, seed, time.Since(began).Round(time.Second))
+	summary := fmt.Sprintf("CHAOS jobs=%d faults=%d (kill=%d restart=%d pause=%d netcut=%d) lost=%d duplicated=%d badlogs=%d retried=%d reruns=%d store=%s seed=%d duration=%s",
+		chaosJobs, faults, kills, restarts, pauses, proxy.cuts, lost, duplicated, badLogs, retried, reruns, store, seed, time.Since(began).Round(time.Second))
 	fmt.Println(summary)
 	t.Log(summary)
 	for _, p := range problems {
