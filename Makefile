@@ -5,7 +5,7 @@ DATA_DIR ?= $(CURDIR)/.kk-data
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X github.com/kraken-go/kk/pkg/version.Version=$(VERSION)
 
-.PHONY: help build run test test-lxd test-short bench bench-go lint fmt completions clean
+.PHONY: help build run test test-chaos fuzz ci test-lxd test-short bench bench-go lint fmt completions clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -28,6 +28,22 @@ test: ## Run the whole test suite (unit, store, end-to-end with the real binarie
 	./scripts/test-deps.sh
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 25m ./...
+
+test-chaos: ## Run the chaos suite: 200 jobs on real kkd and kkagents while agents are killed, paused and cut off and kkd restarts; prints a CHAOS line (docs/chaos.md; KK_CHAOS_SEED=N replays a seed)
+	./scripts/test-deps.sh
+	$(GO) test -count=1 -tags chaos -run '^TestChaos' -timeout 15m -v ./test/e2e/
+
+FUZZTIME ?= 5s
+
+fuzz: ## Run every Go fuzz target under pkg/ for FUZZTIME each (default 5s; a failing input is kept under the package's testdata/fuzz)
+	@set -e; for pkg in $$(grep -rl --include='*_test.go' '^func Fuzz' pkg | xargs -n1 dirname | sort -u); do \
+		for fn in $$(grep -h '^func Fuzz' $$pkg/*_test.go | sed 's/^func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
+			echo "fuzz ./$$pkg $$fn ($(FUZZTIME))"; \
+			out=$$($(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) ./$$pkg/ 2>&1) || { echo "$$out"; exit 1; }; \
+		done; \
+	done
+
+ci: test test-chaos fuzz ## What CI runs (.ci/run): the test suite, the chaos suite, then every fuzz target briefly
 
 test-lxd: ## Run the LXD executor against a real LXD (KK_TEST_LXD_ALIAS=image alias)
 	$(GO) test -count=1 -tags reallxd -run TestRealLXD ./pkg/executor/lxd/

@@ -124,7 +124,7 @@ KKD_AGENT_REGISTRATION_KEY, KKD_AGENT_BINARIES, KKD_JOB_RETRIES, KKD_LOCAL_AGENT
 KKD_PUBLIC_URL; for notifications (docs/notifications.md) KKD_SMTP_URL and
 KKD_SLACK_TOKEN (read from the environment when the flag is not given, so the
 password and token stay out of the process list), KKD_SLACK_API_URL,
-KKD_GITHUB_API_URL.`,
+KKD_GITHUB_API_URL, KKD_PPROF, KKD_PPROF_ALLOW_REMOTE.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			var lvl slog.Level
@@ -167,7 +167,10 @@ KKD_GITHUB_API_URL.`,
 	f.IntVar(&o.JobRetries, "job-retries", retriesDef, "how often a job is retried after an infrastructure failure (lost agent, executor error); 0: never (KKD_JOB_RETRIES)")
 	f.BoolVar(&o.LocalAgent, "local-agent", localDef, "run the built-in, pre-authorized local agent (KKD_LOCAL_AGENT)")
 	f.BoolVar(&o.Demo, "demo", demoDef, "create the demo project on a fresh data dir (KKD_DEMO)")
-	if err := errors.Join(err1, err2, err3); err != nil {
+	f.StringVar(&o.Pprof, "pprof", envOr("KKD_PPROF", ""), "serve Go's net/http/pprof profiles on this address, e.g. 127.0.0.1:6060 (KKD_PPROF; default off; loopback only unless --pprof-allow-remote)")
+	remoteDef, err4 := envBool("KKD_PPROF_ALLOW_REMOTE", false)
+	f.BoolVar(&o.PprofAllowRemote, "pprof-allow-remote", remoteDef, "let --pprof listen on a non-loopback address: the profiles have no authentication and show kkd's command line (KKD_PPROF_ALLOW_REMOTE)")
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
 		c.PreRunE = func(*cobra.Command, []string) error { return err }
 	}
 	return c

@@ -64,10 +64,16 @@ type Options struct {
 	PublicURL string
 	// Notify configures run notifications (mail server, Slack token, API
 	// base URLs).
-	Notify          NotifyOptions
-	Stdout, Stderr  io.Writer // hints go to Stdout; logs to Stderr
-	Logger          *slog.Logger
-	ListenerReady   func(addr string) // called once listening (tests)
+	Notify         NotifyOptions
+	Stdout, Stderr io.Writer // hints go to Stdout; logs to Stderr
+	Logger         *slog.Logger
+	ListenerReady  func(addr string) // called once listening (tests)
+	// Pprof is the address net/http/pprof is served on (--pprof); empty: off.
+	Pprof string
+	// PprofAllowRemote lets Pprof be a non-loopback address.
+	PprofAllowRemote bool
+	// PprofReady is called with the pprof address once it listens (tests).
+	PprofReady      func(addr string)
 	ShutdownTimeout time.Duration
 }
 
@@ -147,6 +153,11 @@ func Serve(ctx context.Context, o Options) error {
 	}
 	if o.JobRetries < 0 {
 		return fmt.Errorf("job retries %d: give 0 (no retries) or more", o.JobRetries)
+	}
+	if o.Pprof != "" {
+		if err := checkPprofAddr(o.Pprof, o.PprofAllowRemote); err != nil {
+			return err
+		}
 	}
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
@@ -238,6 +249,22 @@ func Serve(ctx context.Context, o Options) error {
 		}
 	}()
 
+	var pprofDone <-chan struct{}
+	if o.Pprof != "" {
+		pln, err := pprofListener(o.Pprof, o.PprofAllowRemote)
+		if err != nil {
+			return err
+		}
+		pprofDone = servePprof(runCtx, pln, log)
+		if o.PprofReady != nil {
+			o.PprofReady(pln.Addr().String())
+		}
+	} else {
+		off := make(chan struct{})
+		close(off)
+		pprofDone = off
+	}
+
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is another kkd running? use --listen to pick another address)", o.Listen, err)
@@ -284,6 +311,7 @@ func Serve(ctx context.Context, o Options) error {
 		log.Warn("http shutdown", "err", err)
 	}
 	<-agentDone
+	<-pprofDone
 	<-leaderDone
 	<-bridgeDone
 	<-analyzer.Done()
