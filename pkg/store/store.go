@@ -36,6 +36,7 @@ type Store interface {
 	ResultStore
 	DataStore
 	WebhookStore
+	TriggerStore
 	// Close releases the database.
 	Close() error
 }
