@@ -15,6 +15,8 @@ type ScheduleEntry struct {
 	// LastFired is the scheduled instant of the last fire (repo: when new
 	// commits were last found); absent: never.
 	LastFired *time.Time `json:"last_fired,omitempty"`
+	// LastPoll is a repo trigger's last poll of its repositories.
+	LastPoll *time.Time `json:"last_poll,omitempty"`
 	// Next is the next fire (repo: the next poll); absent: none.
 	Next *time.Time `json:"next,omitempty"`
 	Note string     `json:"note,omitempty"`

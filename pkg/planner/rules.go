@@ -240,6 +240,7 @@ type Entry struct {
 	Kind      string
 	Rule      string
 	LastFired time.Time // zero: never
+	LastPoll  time.Time // repo: the last poll; zero: none yet
 	Next      time.Time // zero: never (see Note)
 	Note      string
 }
@@ -266,7 +267,7 @@ func Schedule(stages []ci.Stage, states []store.TriggerState, now time.Time) []E
 			if !ok || st.Rule != r.text {
 				st = store.TriggerState{StageID: s.ID, Kind: r.kind, Rule: r.text, Since: sinceFor(s, now), LastFired: st.LastFired}
 			}
-			e.LastFired = st.LastFired
+			e.LastFired, e.LastPoll = st.LastFired, st.Checked
 			switch {
 			case !s.Enabled:
 				e.Note = "stage disabled"

@@ -26,7 +26,8 @@ func (s *Server) schedule(w http.ResponseWriter, r *http.Request) error {
 	out := []api.ScheduleEntry{}
 	for _, e := range planner.Schedule(stages, states, time.Now().UTC()) {
 		out = append(out, api.ScheduleEntry{StageID: e.StageID, Stage: e.Stage, Enabled: e.Enabled, Trigger: e.Kind,
-			Rule: e.Rule, LastFired: timePtr(e.LastFired), Next: timePtr(e.Next), Note: e.Note})
+			Rule: e.Rule, LastFired: timePtr(e.LastFired), LastPoll: timePtr(e.LastPoll),
+			Next: timePtr(e.Next), Note: e.Note})
 	}
 	return writeJSON(w, http.StatusOK, out)
 }
