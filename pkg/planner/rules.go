@@ -292,8 +292,10 @@ func Schedule(stages []ci.Stage, states []store.TriggerState, now time.Time) []E
 			}
 			out = append(out, e)
 		}
-		for kind, err := range bad {
-			out = append(out, Entry{StageID: s.ID, Stage: s.Name, Enabled: s.Enabled, Kind: kind, Note: "invalid: " + err.Error()})
+		for _, kind := range []string{KindInterval, KindDate, KindCron, KindRepo} {
+			if err, ok := bad[kind]; ok {
+				out = append(out, Entry{StageID: s.ID, Stage: s.Name, Enabled: s.Enabled, Kind: kind, Note: "invalid: " + err.Error()})
+			}
 		}
 	}
 	return out
