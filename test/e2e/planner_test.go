@@ -144,10 +144,11 @@ func TestPlannerRepoTrigger(t *testing.T) {
     return {
         "parent": "root",
         "triggers": {"repo": {"url": %q, "interval": "2s"}},
-        "jobs": [{"name": "build", "steps": [{"tool": "shell", "cmd": "true"}],
+        "jobs": [{"name": "build", "timeout": 120,
+                  "steps": [{"tool": "git", "checkout": %q, "branch": "main", "destination": "src"}],
                   "environments": [{"agents_group": "all", "system": "any", "config": "default"}]}],
     }
-`, url)))
+`, url, url)))
 
 	type entry struct {
 		Trigger  string     `json:"trigger"`
@@ -207,4 +208,23 @@ func TestPlannerRepoTrigger(t *testing.T) {
 	waitFor(t, 15*time.Second, "another poll", func() bool { return lastPoll().After(p3) })
 	c.okJSON(&flows, "flow", "list", "polled/main")
 	require.Len(t, flows, 1)
+
+	// The branch moves on before an agent runs the first flow's job: its git
+	// step still checks out the flow's trigger commit, not the branch head.
+	git("commit", "-q", "--allow-empty", "-m", "fourth")
+	waitFor(t, 15*time.Second, "a flow for the fourth commit", func() bool {
+		c.okJSON(&flows, "flow", "list", "polled/main")
+		return len(flows) == 2
+	})
+	c.authorizedAgent("poller-agent")
+	first := flows[1].ID
+	var f flowJSON
+	waitFor(t, 60*time.Second, "the first flow to complete", func() bool {
+		f = c.flow(first)
+		return f.State == "completed"
+	})
+	log := c.ok("job", "logs", strconv.FormatInt(f.Runs[0].Jobs[0].ID, 10))
+	require.Contains(t, log, "git: checked out "+newest[:12], "the trigger's newest commit:\n%s", log)
+	require.Contains(t, log, "the flow's trigger commit")
+	require.Contains(t, log, "third: the newest")
 }
