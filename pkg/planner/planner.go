@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -249,9 +250,12 @@ func (p *Planner) replan(ctx context.Context, now time.Time) error {
 			ps.rules = append(ps.rules, r)
 			ps.states[r.kind] = st
 		}
-		if len(have[s.ID]) > len(kinds) {
-			if err := p.cfg.Store.DropTriggers(ctx, s.ID, kinds); err != nil {
-				return err
+		for kind := range have[s.ID] {
+			if !slices.Contains(kinds, kind) {
+				if err := p.cfg.Store.DropTriggers(ctx, s.ID, kinds); err != nil {
+					return err
+				}
+				break
 			}
 		}
 		if len(ps.rules) > 0 {

@@ -314,3 +314,20 @@ func mustStates(t *testing.T, f *fixture) []store.TriggerState {
 }
 
 func writeFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o600) }
+
+func TestReplanDropsRemovedTriggers(t *testing.T) {
+	f := newFixture(t)
+	s := f.stage("x", "root", `{"cron": "0 3 * * *"}`)
+	f.startClock(s, 0)
+	p := f.planner()
+	f.tick(p)
+	require.Len(t, mustStates(t, f), 1)
+	f.stage("x", "root", `{"interval": "1h"}`)
+	f.tick(p)
+	states := mustStates(t, f)
+	require.Len(t, states, 1)
+	require.Equal(t, "interval", states[0].Kind)
+	f.stage("x", "root", `{"parent": True}`)
+	f.tick(p)
+	require.Empty(t, mustStates(t, f))
+}
