@@ -19,6 +19,7 @@
 //	PUT    /api/v1/branches/{id}/stages/{name}   PutStage → ci.Stage (400 invalid_schema with Details)
 //	GET    /api/v1/stages/{id}                   → ci.Stage
 //	DELETE /api/v1/stages/{id}                   → 204
+//	GET    /api/v1/branches/{id}/schedule        → []ScheduleEntry (time and repo triggers)
 //	POST   /api/v1/schema/check                  SchemaCheck → json stage (400 invalid_schema)
 //	POST   /api/v1/branches/{id}/flows           CreateFlow → FlowDetail (201)
 //	GET    /api/v1/branches/{id}/flows?kind=&limit= → []ci.Flow

@@ -92,6 +92,12 @@ func (c *Client) ListStages(ctx context.Context, branchID int64) ([]ci.Stage, er
 	return list[ci.Stage](ctx, c, path("branches", id(branchID), "stages"), nil)
 }
 
+// Schedule lists the time and repo triggers of a branch's stages with their
+// last and next fire times.
+func (c *Client) Schedule(ctx context.Context, branchID int64) ([]api.ScheduleEntry, error) {
+	return list[api.ScheduleEntry](ctx, c, path("branches", id(branchID), "schedule"), nil)
+}
+
 // PutStage creates or replaces the stage name of a branch. An invalid schema
 // is an *api.Error with code invalid_schema and Details locating the problems.
 func (c *Client) PutStage(ctx context.Context, branchID int64, name string, in api.PutStage) (ci.Stage, error) {

@@ -28,6 +28,7 @@ import (
 	"github.com/kraken-go/kk/pkg/leader"
 	"github.com/kraken-go/kk/pkg/logs"
 	"github.com/kraken-go/kk/pkg/notify"
+	"github.com/kraken-go/kk/pkg/planner"
 	"github.com/kraken-go/kk/pkg/results"
 	"github.com/kraken-go/kk/pkg/scheduler"
 	"github.com/kraken-go/kk/pkg/schema"
@@ -120,16 +121,24 @@ func warnReplicaSharing(log *slog.Logger, o Options) {
 // completed on other replicas (or whose archive failed).
 const archiveSweepEvery = 30 * time.Second
 
-// leaderWork is the work one replica does at a time: the watchdog and the log
+// leaderWork is the work one replica does at a time: the watchdog, the log
 // archiver (two archivers writing one job's archive could overwrite a complete
-// archive with one cut short by the other's chunk deletion). It returns when
-// ctx ends (leadership lost or kkd stopping).
-func leaderWork(ctx context.Context, log *slog.Logger, replica string, wcfg watchdog.Config, archiver *logs.Archiver) error {
-	log.Info("leader: starting the watchdog and the log archiver", "replica_id", replica)
+// archive with one cut short by the other's chunk deletion) and the planner
+// (stage triggers; its fires are also claimed in the store, so a leader
+// change never fires one instant twice). It returns when ctx ends
+// (leadership lost or kkd stopping).
+func leaderWork(ctx context.Context, log *slog.Logger, replica string, wcfg watchdog.Config, archiver *logs.Archiver, pl *planner.Planner) error {
+	log.Info("leader: starting the watchdog, the log archiver and the planner", "replica_id", replica)
 	wd := watchdog.New(wcfg)
 	if err := wd.Start(ctx); err != nil {
 		return fmt.Errorf("start watchdog: %w", err)
 	}
+	plDone := make(chan struct{})
+	go func() {
+		defer close(plDone)
+		_ = pl.Run(ctx) // returns ctx.Err()
+	}()
+	defer func() { <-plDone }()
 	archiver.Start(ctx) // sweeps what is left to archive
 	defer archiver.Stop()
 	t := time.NewTicker(archiveSweepEvery)
@@ -242,7 +251,9 @@ func Serve(ctx context.Context, o Options) error {
 		defer close(leaderDone)
 		// Leader-only work: one replica at a time (always this one on SQLite).
 		err := elector.Run(runCtx, func(ctx context.Context) error {
-			return leaderWork(ctx, log, replica, watchdog.Config{Store: st, Engine: eng, Dispatcher: disp, Logger: log, Health: health}, archiver)
+			pl := planner.New(planner.Config{Store: st, Engine: eng, Logger: log.With("component", "planner"),
+				RepoDir: filepath.Join(o.DataDir, "planner-repos")})
+			return leaderWork(ctx, log, replica, watchdog.Config{Store: st, Engine: eng, Dispatcher: disp, Logger: log, Health: health}, archiver, pl)
 		})
 		if err != nil {
 			log.Error("leader election stopped", "err", err)

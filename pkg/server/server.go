@@ -132,6 +132,7 @@ func (s *Server) routes() {
 	user("PUT "+p+"/branches/{id}/stages/{name}", s.putStage)
 	user("GET "+p+"/stages/{id}", s.getStage)
 	user("DELETE "+p+"/stages/{id}", s.deleteStage)
+	user("GET "+p+"/branches/{id}/schedule", s.schedule)
 	user("POST "+p+"/schema/check", s.schemaCheck)
 
 	user("POST "+p+"/branches/{id}/flows", s.createFlow)

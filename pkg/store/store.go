@@ -37,6 +37,7 @@ type Store interface {
 	DataStore
 	WebhookStore
 	NotificationStore
+	TriggerStore
 	// Close releases the database.
 	Close() error
 }

@@ -1,5 +1,5 @@
 // Package stage implements `kk stage`: apply stage schema files to a branch,
-// list, show and delete stages.
+// list, show and delete stages, and show their trigger schedule.
 package stage
 
 import (
@@ -27,6 +27,7 @@ func NewCmdStage(f *factory.Factory) *cobra.Command {
 	cmd.AddCommand(NewCmdList(f, nil))
 	cmd.AddCommand(NewCmdShow(f, nil))
 	cmd.AddCommand(NewCmdDelete(f, nil))
+	cmd.AddCommand(NewCmdSchedule(f, nil))
 	return cmd
 }
 

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -162,4 +163,33 @@ func TestStageName(t *testing.T) {
 	} {
 		assert.Equal(t, want, stage.StageName(in), in)
 	}
+}
+
+func TestSchedule(t *testing.T) {
+	t.Parallel()
+	a := fakeAPI(t)
+	last := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	next := last.Add(time.Minute)
+	a.Reply("GET /api/v1/branches/7/schedule", 200, []api.ScheduleEntry{
+		{StageID: 3, Stage: "nightly", Enabled: true, Trigger: "cron", Rule: "* * * * *", LastFired: &last, Next: &next},
+		{StageID: 4, Stage: "once", Enabled: true, Trigger: "date", Rule: "2026-01-01", Note: "the date was past when the stage was applied"},
+	})
+	res := clitest.NewEnv(t, a).Run(t, "stage", "schedule", "demo/feature/x")
+	require.Equal(t, cmdutil.ExitOK, res.Code, res.Stderr)
+	assert.Contains(t, res.Stdout, "STAGE")
+	assert.Contains(t, res.Stdout, "NEXT")
+	assert.Regexp(t, `nightly\s+cron\s+\* \* \* \* \*\s+2026-03-01T12:00:00Z\s+2026-03-01T12:01:00Z`, res.Stdout)
+	assert.Regexp(t, `once\s+date\s+2026-01-01\s+never\s+-\s+the date was past`, res.Stdout)
+
+	res = clitest.NewEnv(t, a).Run(t, "stage", "schedule", "demo/feature/x", "-o", "json")
+	require.Equal(t, cmdutil.ExitOK, res.Code, res.Stderr)
+	var got []map[string]any
+	require.NoError(t, json.Unmarshal([]byte(res.Stdout), &got))
+	require.Len(t, got, 2)
+	assert.Equal(t, "2026-03-01T12:01:00Z", got[0]["next"])
+	assert.NotContains(t, got[1], "next")
+
+	res = clitest.NewEnv(t, a).Run(t, "stage", "schedule")
+	require.NotEqual(t, cmdutil.ExitOK, res.Code)
+	assert.Contains(t, res.Stderr, "missing branch: kk stage schedule PROJECT/BRANCH")
 }

@@ -59,6 +59,7 @@ func Tables() []string {
 		"projects",
 		"branches",
 		"stages",
+		"stage_triggers",
 		"branch_sequences",
 		"flows",
 		"runs",
