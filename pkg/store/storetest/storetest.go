@@ -55,6 +55,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"artifacts", artifactCases()}, {"caches", cacheCases()}, {"log archive", logArchiveCases()},
 		{"results", resultCases()},
 		{"webhooks", webhookCases()},
+		{"retention", retentionCases()},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
