@@ -29,7 +29,9 @@ import (
 	"github.com/kraken-go/kk/pkg/logs"
 	"github.com/kraken-go/kk/pkg/notify"
 	"github.com/kraken-go/kk/pkg/results"
+	"github.com/kraken-go/kk/pkg/retention"
 	"github.com/kraken-go/kk/pkg/scheduler"
+	"github.com/kraken-go/kk/pkg/stagerepo"
 	"github.com/kraken-go/kk/pkg/schema"
 	"github.com/kraken-go/kk/pkg/server"
 	"github.com/kraken-go/kk/pkg/store"
@@ -112,12 +114,14 @@ const archiveSweepEvery = 30 * time.Second
 // archiver (two archivers writing one job's archive could overwrite a complete
 // archive with one cut short by the other's chunk deletion). It returns when
 // ctx ends (leadership lost or kkd stopping).
-func leaderWork(ctx context.Context, log *slog.Logger, replica string, wcfg watchdog.Config, archiver *logs.Archiver) error {
+func leaderWork(ctx context.Context, log *slog.Logger, replica string, wcfg watchdog.Config, archiver *logs.Archiver, tasks ...leaderTask) error {
 	log.Info("leader: starting the watchdog and the log archiver", "replica_id", replica)
 	wd := watchdog.New(wcfg)
 	if err := wd.Start(ctx); err != nil {
 		return fmt.Errorf("start watchdog: %w", err)
 	}
+	stopTasks := startLeaderTasks(ctx, log, tasks)
+	defer stopTasks()
 	archiver.Start(ctx) // sweeps what is left to archive
 	defer archiver.Stop()
 	t := time.NewTicker(archiveSweepEvery)
@@ -184,6 +188,9 @@ func Serve(ctx context.Context, o Options) error {
 	analyzer := results.New(results.Config{Store: st, Logger: log.With("component", "results")})
 	eng := engine.New(engine.Config{Store: st, Hub: hub, Dispatcher: disp, Logger: log, MaxAttempts: o.JobRetries + 1,
 		JobDone: archiver.JobCompleted, Results: analyzer})
+	stageRepos := stagerepo.New(stagerepo.Config{Store: st, Engine: eng, Secrets: cipher, Logger: log.With("component", "stage-repo")})
+	eng.SetStageRefresher(stageRepos.BeforeRun)
+	ret := retention.New(retention.Config{Store: st, Blobs: blobs, Logger: log.With("component", "retention")})
 	health := newHealth(st, log, disp, archiver)
 	localKey := auth.NewSecret(24)
 	keys := []string{localKey}
@@ -194,6 +201,7 @@ func Serve(ctx context.Context, o Options) error {
 		Store: st, Engine: eng, Dispatcher: disp, Hub: hub, Logger: log, Version: o.Version,
 		Logs: &logs.Service{Store: st, Hub: hub, Logger: log, Blobs: blobs}, RegistrationKeys: keys, Blobs: blobs,
 		AgentBinaries: agentBinaries(o.AgentBinaries, log), Secrets: cipher, Health: health,
+		StageRepos: stageRepos, Retention: ret,
 	})
 
 	runCtx, stop := context.WithCancel(ctx)
@@ -215,7 +223,8 @@ func Serve(ctx context.Context, o Options) error {
 		defer close(leaderDone)
 		// Leader-only work: one replica at a time (always this one on SQLite).
 		err := elector.Run(runCtx, func(ctx context.Context) error {
-			return leaderWork(ctx, log, replica, watchdog.Config{Store: st, Engine: eng, Dispatcher: disp, Logger: log, Health: health}, archiver)
+			return leaderWork(ctx, log, replica, watchdog.Config{Store: st, Engine: eng, Dispatcher: disp, Logger: log, Health: health}, archiver,
+				leaderTask{"stage repo refresh", stageRepos.Run}, leaderTask{"retention", ret.Loop})
 		})
 		if err != nil {
 			log.Error("leader election stopped", "err", err)
