@@ -9,8 +9,8 @@ import (
 	"github.com/kraken-go/kk/pkg/engine"
 )
 
-// checkRuns ends the runs in progress that started longer ago than their
-// stage's run timeout (the schema's top-level timeout key, else
+// checkRuns ends the runs in progress that started (or were last rerun)
+// longer ago than their stage's run timeout (the schema's top-level timeout key, else
 // schema.DefaultRunTimeout): their unfinished jobs are cancelled with the
 // reason "run timeout of N s exceeded" (engine.TimeoutRun). It runs every
 // RunInterval.
@@ -37,10 +37,32 @@ func (w *Watchdog) checkRuns(ctx context.Context, now time.Time) {
 		if now.Sub(*r.Started) <= time.Duration(limit)*time.Second {
 			continue
 		}
+		// A rerun (of the run or of a job) restarts the clock: count from
+		// the newest job that is not covered.
+		if last, ok := w.lastJobCreated(ctx, r.ID); !ok || now.Sub(last) <= time.Duration(limit)*time.Second {
+			continue
+		}
 		if err := w.cfg.Engine.TimeoutRun(ctx, r.ID, limit); err != nil && !errors.Is(err, ci.ErrNotFound) {
 			w.logErr(ctx, "time out run", err, "run_id", r.ID)
 		}
 	}
+}
+
+// lastJobCreated returns when the run's newest job that is not covered was
+// created; ok is false when the jobs cannot be read.
+func (w *Watchdog) lastJobCreated(ctx context.Context, runID int64) (time.Time, bool) {
+	jobs, err := w.cfg.Store.ListJobs(ctx, runID)
+	if err != nil {
+		w.logErr(ctx, "list jobs of a run past its timeout", err, "run_id", runID)
+		return time.Time{}, false
+	}
+	var last time.Time
+	for _, j := range jobs {
+		if !j.Covered && j.Created.After(last) {
+			last = j.Created
+		}
+	}
+	return last, true
 }
 
 // runTimeout is the run timeout of the run's stage as stored now (the

@@ -70,3 +70,39 @@ func TestRunTimeout(t *testing.T) {
 		})
 	}
 }
+
+// TestRunTimeoutAfterRerun: a rerun restarts the run's clock.
+func TestRunTimeoutAfterRerun(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 3)
+	f.setRunTimeout(600)
+	// A flow whose run started two hours ago (by the engine's clock; the
+	// store stamps jobs with the real time).
+	f.clock.Set(time.Now().Add(-2 * time.Hour))
+	fl, err := f.eng.CreateFlow(f.ctx, ci.Branch{ID: f.getFlow().BranchID}, ci.FlowCI, nil)
+	require.NoError(t, err)
+	runs, err := f.st.ListRuns(f.ctx, fl.ID)
+	require.NoError(t, err)
+	run := runs[0]
+	require.WithinDuration(t, time.Now().Add(-2*time.Hour), *run.Started, time.Minute)
+	_, err = f.eng.CancelRun(f.ctx, run.ID)
+	require.NoError(t, err)
+	f.clock.Set(time.Now())
+	_, err = f.eng.RerunRun(f.ctx, run.ID)
+	require.NoError(t, err)
+	get := func() ci.Run {
+		r, err := f.st.GetRun(f.ctx, run.ID)
+		require.NoError(t, err)
+		return r
+	}
+	require.Equal(t, ci.RunInProgress, get().State)
+
+	f.clock.Set(time.Now().Add(5 * time.Minute))
+	f.wd.Check(f.ctx)
+	require.Equal(t, ci.RunInProgress, get().State, "started 2 h ago but rerun 5 minutes ago")
+	f.clock.Set(time.Now().Add(11 * time.Minute))
+	f.wd.Check(f.ctx)
+	r := get()
+	require.Equal(t, ci.RunCompleted, r.State)
+	require.Contains(t, r.Note, "run timeout of 600 s exceeded")
+}
