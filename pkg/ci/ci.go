@@ -291,6 +291,8 @@ type Job struct {
 	// ran it (nil: never). The agent learns it on its heartbeat and stops the
 	// job; the request is stored, so it survives a restart of kkd.
 	CancelRequested *time.Time `json:"cancel_requested,omitempty"`
+	// LogsPurged is set once retention deleted the job's log.
+	LogsPurged bool `json:"logs_purged,omitempty"`
 	Steps           []Step     `json:"steps,omitempty"`
 }
 

@@ -50,14 +50,6 @@ func anys[T any](vs []T) []any {
 	return out
 }
 
-func prefixCols(prefix, cols string) string {
-	parts := strings.Split(cols, ",")
-	for i, p := range parts {
-		parts[i] = prefix + strings.TrimSpace(p)
-	}
-	return strings.Join(parts, ", ")
-}
-
 func checkRetention(r ci.Retention) error {
 	if r.KeepFlowsDays < 0 || r.KeepLogsDays < 0 || r.KeepArtifactsDays < 0 {
 		return fmt.Errorf("retention days must not be negative (0 means the default): %w", ci.ErrInvalid)
@@ -145,7 +137,7 @@ func (s *Store) ListJobHistory(ctx context.Context, q store.JobHistoryQuery, lim
 	args := []any{q.BranchID, q.Stage, q.Name, q.Group, q.System}
 	args = append(args, anys(q.Results)...)
 	args = append(args, sqlLimit(limit))
-	out, err := queryAll(ctx, s.r, scanJob, `SELECT `+prefixCols("j.", jobCols)+`
+	out, err := queryAll(ctx, s.r, scanJob, `SELECT `+prefixed("j.", jobCols)+`
 		FROM flows f JOIN runs r ON r.flow_id = f.id JOIN jobs j ON j.run_id = r.id
 		WHERE f.branch_id = ? AND r.stage_name = ? AND j.name = ? AND j.agents_group = ? AND j.system = ?
 			AND j.state = 'completed' AND j.covered = 0 AND j.started IS NOT NULL AND j.finished IS NOT NULL

@@ -123,6 +123,8 @@ func retentionCases() []testCase {
 			require.Equal(t, []int64{j1.ID}, ids)
 			require.Equal(t, int64(6), size)
 			require.Empty(t, f.readAll(j1.ID))
+			require.True(t, f.job(j1.ID).LogsPurged)
+			require.False(t, f.job(j2.ID).LogsPurged)
 			require.Len(t, f.readAll(j2.ID), 1)
 			has, err = s.JobsWithLogs(f.ctx, []int64{j1.ID, j2.ID})
 			require.NoError(t, err)
