@@ -292,8 +292,8 @@ type Job struct {
 	// job; the request is stored, so it survives a restart of kkd.
 	CancelRequested *time.Time `json:"cancel_requested,omitempty"`
 	// LogsPurged is set once retention deleted the job's log.
-	LogsPurged bool `json:"logs_purged,omitempty"`
-	Steps           []Step     `json:"steps,omitempty"`
+	LogsPurged bool   `json:"logs_purged,omitempty"`
+	Steps      []Step `json:"steps,omitempty"`
 }
 
 // JobAttempt is one assignment of a job to an agent: the job's history keeps
