@@ -18,6 +18,9 @@
 //	GET    /api/v1/branches/{id}/stages          → []ci.Stage
 //	PUT    /api/v1/branches/{id}/stages/{name}   PutStage → ci.Stage (400 invalid_schema with Details)
 //	GET    /api/v1/stages/{id}                   → ci.Stage
+//	PUT    /api/v1/projects/{p}/branches/{b}/retention ci.Retention → ci.Branch
+//	POST   /api/v1/admin/retention               → RetentionReport (admins)
+//	POST   /api/v1/stages/{id}/refresh           → ci.Stage (repo-backed stages: fetch again; Repo.Error says how it went)
 //	DELETE /api/v1/stages/{id}                   → 204
 //	GET    /api/v1/branches/{id}/schedule        → []ScheduleEntry (time and repo triggers)
 //	POST   /api/v1/schema/check                  SchemaCheck → json stage (400 invalid_schema)
@@ -242,12 +245,47 @@ type CreateBranch struct {
 	Env        map[string]string `json:"env,omitempty"`
 }
 
-// PutStage creates or replaces a stage's schema code.
+// PutStage creates or replaces a stage's schema code: Code, or Repo for a
+// stage whose code lives in a file of a git repository (one of them).
 type PutStage struct {
-	Code string `json:"code"`
+	Code string `json:"code,omitempty"`
+	// Repo makes kkd fetch the code from a repository now and keep it up to
+	// date (docs/stages-from-repo.md).
+	Repo *StageRepoSpec `json:"repo,omitempty"`
 	// Filename is used in error positions (FILE:LINE:COL); default NAME.py.
 	Filename string `json:"filename,omitempty"`
 	Enabled  *bool  `json:"enabled,omitempty"` // default true
+}
+
+// RetentionReport is what a retention run deleted
+// (POST /api/v1/admin/retention).
+type RetentionReport struct {
+	Flows         int      `json:"flows"`
+	Jobs          int      `json:"jobs"`
+	Logs          int      `json:"logs"` // logs of kept jobs deleted
+	LogBytes      int64    `json:"log_bytes"`
+	Artifacts     int      `json:"artifacts"`
+	ArtifactBytes int64    `json:"artifact_bytes"`
+	Caches        int      `json:"caches"`
+	CacheBytes    int64    `json:"cache_bytes"`
+	OrphanBlobs   int      `json:"orphan_blobs"`
+	OrphanBytes   int64    `json:"orphan_bytes"`
+	Errors        []string `json:"errors,omitempty"`
+	Seconds       float64  `json:"seconds"`
+}
+
+// StageRepoSpec says where a stage's code lives in a git repository.
+type StageRepoSpec struct {
+	URL    string `json:"url"`
+	Branch string `json:"branch"`
+	Path   string `json:"path"`
+	// TokenSecret names a simple project secret holding an access token,
+	// sent as the HTTP basic auth password.
+	TokenSecret string `json:"token_secret,omitempty"`
+	// Refresh is the periodic refresh interval, a duration such as "10m"
+	// (at least 1m); "" or "0": refreshed only by push webhooks, before runs
+	// and by `kk stage refresh`.
+	Refresh string `json:"refresh,omitempty"`
 }
 
 // SchemaCheck evaluates schema code without storing it.

@@ -161,7 +161,37 @@ type Branch struct {
 	Name       string            `json:"name"`
 	RepoBranch string            `json:"repo_branch"`
 	Env        map[string]string `json:"env,omitempty"`
+	Retention  Retention         `json:"retention"`
 	Created    time.Time         `json:"created"`
+}
+
+// Retention is how many days a branch keeps its data; 0 means the default
+// (DefaultKeepFlowsDays and so on). Ages count from a flow's finish.
+type Retention struct {
+	KeepFlowsDays     int `json:"keep_flows_days,omitempty"`
+	KeepLogsDays      int `json:"keep_logs_days,omitempty"`
+	KeepArtifactsDays int `json:"keep_artifacts_days,omitempty"`
+}
+
+// Retention defaults in days.
+const (
+	DefaultKeepFlowsDays     = 90
+	DefaultKeepLogsDays      = 30
+	DefaultKeepArtifactsDays = 30
+)
+
+// Effective returns the retention with defaults filled in.
+func (r Retention) Effective() Retention {
+	if r.KeepFlowsDays <= 0 {
+		r.KeepFlowsDays = DefaultKeepFlowsDays
+	}
+	if r.KeepLogsDays <= 0 {
+		r.KeepLogsDays = DefaultKeepLogsDays
+	}
+	if r.KeepArtifactsDays <= 0 {
+		r.KeepArtifactsDays = DefaultKeepArtifactsDays
+	}
+	return r
 }
 
 // Stage holds schema code and its evaluated JSON (with default arguments).
@@ -173,8 +203,26 @@ type Stage struct {
 	Code     string          `json:"code"`
 	Schema   json.RawMessage `json:"schema"` // evaluated stage dict (pkg/schema.Stage as JSON)
 	Parent   string          `json:"parent"` // "root" or a stage name (copied from Schema)
-	Created  time.Time       `json:"created"`
-	Updated  time.Time       `json:"updated"`
+	// Repo is set when the stage's code lives in a git repository.
+	Repo    *StageRepo `json:"repo,omitempty"`
+	Created time.Time  `json:"created"`
+	Updated time.Time  `json:"updated"`
+}
+
+// StageRepo says where a repo-backed stage's code comes from and how its
+// last refresh went. The stage's Code is the last code that evaluated and
+// validated; a failed refresh keeps it and records Error.
+type StageRepo struct {
+	URL         string `json:"url"`
+	Branch      string `json:"branch"`
+	Path        string `json:"path"`
+	TokenSecret string `json:"token_secret,omitempty"` // a project secret holding an access token
+	// RefreshSeconds is the periodic refresh interval (0: only on a push
+	// webhook, before runs and on apply).
+	RefreshSeconds int64      `json:"refresh_seconds,omitempty"`
+	Version        string     `json:"version,omitempty"` // commit sha of Code
+	Error          string     `json:"error,omitempty"`   // of the last refresh; "" when it succeeded
+	Refreshed      *time.Time `json:"refreshed,omitempty"`
 }
 
 // Flow is one execution of a branch's stage graph.
@@ -243,7 +291,9 @@ type Job struct {
 	// ran it (nil: never). The agent learns it on its heartbeat and stops the
 	// job; the request is stored, so it survives a restart of kkd.
 	CancelRequested *time.Time `json:"cancel_requested,omitempty"`
-	Steps           []Step     `json:"steps,omitempty"`
+	// LogsPurged is set once retention deleted the job's log.
+	LogsPurged bool   `json:"logs_purged,omitempty"`
+	Steps      []Step `json:"steps,omitempty"`
 }
 
 // JobAttempt is one assignment of a job to an agent: the job's history keeps

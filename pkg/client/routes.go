@@ -391,3 +391,25 @@ func (c *Client) RemoveAgentFromGroup(ctx context.Context, group, agent string) 
 	err := c.do(ctx, http.MethodDelete, path("groups", group, "agents", agent), nil, nil, &out)
 	return out, err
 }
+
+// RefreshStage fetches a repo-backed stage's file again; Repo.Error of the
+// result says whether that worked.
+func (c *Client) RefreshStage(ctx context.Context, stageID int64) (ci.Stage, error) {
+	var out ci.Stage
+	err := c.do(ctx, http.MethodPost, path("stages", id(stageID), "refresh"), nil, nil, &out)
+	return out, err
+}
+
+// SetBranchRetention stores a branch's retention settings (days; 0: default).
+func (c *Client) SetBranchRetention(ctx context.Context, project, branch string, r ci.Retention) (ci.Branch, error) {
+	var out ci.Branch
+	err := c.do(ctx, http.MethodPut, path("projects", project, "branches", branch, "retention"), nil, r, &out)
+	return out, err
+}
+
+// RunRetention applies retention now (admins only).
+func (c *Client) RunRetention(ctx context.Context) (api.RetentionReport, error) {
+	var out api.RetentionReport
+	err := c.do(ctx, http.MethodPost, path("admin", "retention"), nil, nil, &out)
+	return out, err
+}

@@ -30,9 +30,11 @@ import (
 	"github.com/kraken-go/kk/pkg/notify"
 	"github.com/kraken-go/kk/pkg/planner"
 	"github.com/kraken-go/kk/pkg/results"
+	"github.com/kraken-go/kk/pkg/retention"
 	"github.com/kraken-go/kk/pkg/scheduler"
 	"github.com/kraken-go/kk/pkg/schema"
 	"github.com/kraken-go/kk/pkg/server"
+	"github.com/kraken-go/kk/pkg/stagerepo"
 	"github.com/kraken-go/kk/pkg/store"
 	"github.com/kraken-go/kk/pkg/store/postgres"
 	"github.com/kraken-go/kk/pkg/store/sqlite"
@@ -123,22 +125,19 @@ const archiveSweepEvery = 30 * time.Second
 
 // leaderWork is the work one replica does at a time: the watchdog, the log
 // archiver (two archivers writing one job's archive could overwrite a complete
-// archive with one cut short by the other's chunk deletion) and the planner
+// archive with one cut short by the other's chunk deletion), the planner
 // (stage triggers; its fires are also claimed in the store, so a leader
-// change never fires one instant twice). It returns when ctx ends
-// (leadership lost or kkd stopping).
-func leaderWork(ctx context.Context, log *slog.Logger, replica string, wcfg watchdog.Config, archiver *logs.Archiver, pl *planner.Planner) error {
+// change never fires one instant twice), and the tasks given (stage repo
+// refresh, retention). It returns when ctx ends (leadership lost or kkd
+// stopping).
+func leaderWork(ctx context.Context, log *slog.Logger, replica string, wcfg watchdog.Config, archiver *logs.Archiver, tasks ...leaderTask) error {
 	log.Info("leader: starting the watchdog, the log archiver and the planner", "replica_id", replica)
 	wd := watchdog.New(wcfg)
 	if err := wd.Start(ctx); err != nil {
 		return fmt.Errorf("start watchdog: %w", err)
 	}
-	plDone := make(chan struct{})
-	go func() {
-		defer close(plDone)
-		_ = pl.Run(ctx) // returns ctx.Err()
-	}()
-	defer func() { <-plDone }()
+	stopTasks := startLeaderTasks(ctx, log, tasks)
+	defer stopTasks()
 	archiver.Start(ctx) // sweeps what is left to archive
 	defer archiver.Stop()
 	t := time.NewTicker(archiveSweepEvery)
@@ -219,6 +218,9 @@ func Serve(ctx context.Context, o Options) error {
 	analyzer := results.New(results.Config{Store: st, Logger: log.With("component", "results"), Processed: notif.RunEnded})
 	eng = engine.New(engine.Config{Store: st, Hub: hub, Dispatcher: disp, Logger: log, MaxAttempts: o.JobRetries + 1,
 		JobDone: archiver.JobCompleted, Results: analyzer, Notifier: notif})
+	stageRepos := stagerepo.New(stagerepo.Config{Store: st, Engine: eng, Secrets: cipher, Logger: log.With("component", "stage-repo")})
+	eng.SetStageRefresher(stageRepos.BeforeRun)
+	ret := retention.New(retention.Config{Store: st, Blobs: blobs, Logger: log.With("component", "retention")})
 	health := newHealth(st, log, disp, archiver)
 	localKey := auth.NewSecret(24)
 	keys := []string{localKey}
@@ -229,6 +231,7 @@ func Serve(ctx context.Context, o Options) error {
 		Store: st, Engine: eng, Dispatcher: disp, Hub: hub, Logger: log, Version: o.Version, PublicURL: o.PublicURL,
 		Logs: &logs.Service{Store: st, Hub: hub, Logger: log, Blobs: blobs}, RegistrationKeys: keys, Blobs: blobs,
 		AgentBinaries: agentBinaries(o.AgentBinaries, log), Secrets: cipher, Health: health,
+		StageRepos: stageRepos, Retention: ret,
 	})
 
 	runCtx, stop := context.WithCancel(ctx)
@@ -253,7 +256,9 @@ func Serve(ctx context.Context, o Options) error {
 		err := elector.Run(runCtx, func(ctx context.Context) error {
 			pl := planner.New(planner.Config{Store: st, Engine: eng, Logger: log.With("component", "planner"),
 				RepoDir: filepath.Join(o.DataDir, "planner-repos")})
-			return leaderWork(ctx, log, replica, watchdog.Config{Store: st, Engine: eng, Dispatcher: disp, Logger: log, Health: health}, archiver, pl)
+			return leaderWork(ctx, log, replica, watchdog.Config{Store: st, Engine: eng, Dispatcher: disp, Logger: log, Health: health}, archiver,
+				leaderTask{"planner", func(ctx context.Context) { _ = pl.Run(ctx) }},
+				leaderTask{"stage repo refresh", stageRepos.Run}, leaderTask{"retention", ret.Loop})
 		})
 		if err != nil {
 			log.Error("leader election stopped", "err", err)

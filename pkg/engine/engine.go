@@ -62,6 +62,9 @@ const DefaultMaxAttempts = 3
 // Engine creates and advances flows.
 type Engine struct {
 	cfg Config
+	// beforeLaunch refreshes a repo-backed stage before its run starts
+	// (SetStageRefresher; nil: none).
+	beforeLaunch func(context.Context, ci.Stage) ci.Stage
 }
 
 // New returns an engine.
@@ -286,6 +289,7 @@ func (e *Engine) startStage(ctx context.Context, f ci.Flow, s ci.Stage, reason s
 
 // launch evaluates the stage for run r (in state manual) and queues its jobs.
 func (e *Engine) launch(ctx context.Context, f ci.Flow, s ci.Stage, r ci.Run) (ci.Run, error) {
+	s = e.refreshStage(ctx, s)
 	jobs, label, evalErr := e.jobsFor(ctx, f, s, r)
 	if label != "" {
 		if err := e.cfg.Store.SetRunLabel(ctx, r.ID, label); err != nil {
@@ -365,6 +369,9 @@ func (e *Engine) jobsFor(ctx context.Context, f ci.Flow, s ci.Stage, r ci.Run) (
 			return nil, label, fmt.Errorf("job %q system: %w", in.Name, err)
 		}
 		j := &ci.Job{Name: in.Name, Group: group, System: system, Executor: in.Executor, Network: in.Network, Timeout: in.Timeout}
+		if !in.ExplicitTimeout {
+			j.Timeout = e.EstimateTimeout(ctx, f.BranchID, s.Name, j)
+		}
 		for i, step := range in.Steps {
 			v, err := schema.InterpolateValue(map[string]any(step), vars)
 			if err != nil {

@@ -18,13 +18,14 @@ func (s *Stage) Instances() []JobInstance {
 			}
 			for _, system := range env.System {
 				out = append(out, JobInstance{
-					Name:     job.Name,
-					Timeout:  timeout,
-					Group:    env.AgentsGroup,
-					System:   system,
-					Executor: executor,
-					Network:  env.Network,
-					Steps:    cloneSteps(job.Steps),
+					Name:            job.Name,
+					Timeout:         timeout,
+					ExplicitTimeout: job.Timeout > 0,
+					Group:           env.AgentsGroup,
+					System:          system,
+					Executor:        executor,
+					Network:         env.Network,
+					Steps:           cloneSteps(job.Steps),
 				})
 			}
 		}

@@ -35,9 +35,9 @@ func TestInstances(t *testing.T) {
 				}},
 			}},
 			want: []JobInstance{
-				{Name: "a", Timeout: 600, Group: "docker", System: "go1.22", Executor: "docker", Steps: steps},
-				{Name: "a", Timeout: 600, Group: "docker", System: "go1.21", Executor: "docker", Steps: steps},
-				{Name: "a", Timeout: 600, Group: "lxd", System: "ubuntu", Executor: "lxd", Steps: steps},
+				{Name: "a", Timeout: 600, ExplicitTimeout: true, Group: "docker", System: "go1.22", Executor: "docker", Steps: steps},
+				{Name: "a", Timeout: 600, ExplicitTimeout: true, Group: "docker", System: "go1.21", Executor: "docker", Steps: steps},
+				{Name: "a", Timeout: 600, ExplicitTimeout: true, Group: "lxd", System: "ubuntu", Executor: "lxd", Steps: steps},
 				{Name: "b", Timeout: DefaultJobTimeout, Group: "all", System: "x", Executor: "local", Steps: steps},
 				{Name: "b", Timeout: DefaultJobTimeout, Group: "all", System: "y", Executor: "local", Steps: steps},
 			},

@@ -188,11 +188,14 @@ type Environment struct {
 
 // JobInstance is one (job, environment, system) combination to queue.
 type JobInstance struct {
-	Name     string
-	Timeout  int // seconds, defaulted
-	Group    string
-	System   string
-	Executor string
-	Network  string // executor docker's network mode ("" for the default)
-	Steps    []Step
+	Name    string
+	Timeout int // seconds, defaulted
+	// ExplicitTimeout tells whether the job set its timeout (else Timeout is
+	// DefaultJobTimeout and kkd may estimate one from history).
+	ExplicitTimeout bool
+	Group           string
+	System          string
+	Executor        string
+	Network         string // executor docker's network mode ("" for the default)
+	Steps           []Step
 }

@@ -15,7 +15,10 @@ import (
 
 	"github.com/kraken-go/kk/pkg/api"
 	"github.com/kraken-go/kk/pkg/auth"
+	"github.com/kraken-go/kk/pkg/blob"
 	"github.com/kraken-go/kk/pkg/ci"
+	"github.com/kraken-go/kk/pkg/retention"
+	"github.com/kraken-go/kk/pkg/server"
 )
 
 // route is one documented API route with its path parameters filled in.
@@ -82,7 +85,11 @@ type routeEnv struct {
 }
 
 func newRouteEnv(t *testing.T) routeEnv {
-	e := newEnv(t)
+	blobs, err := blob.OpenDir(t.TempDir())
+	require.NoError(t, err)
+	e := newEnv(t, func(c *server.Config) {
+		c.Retention = retention.New(retention.Config{Store: c.Store, Blobs: blobs, Logger: c.Logger})
+	})
 	fx := e.fixture(t, 1)
 	j := e.queueJob(t, fx)
 	a := e.agent(t, "builder")

@@ -343,6 +343,9 @@ func (s *Server) jobLogs(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if j.LogsPurged {
+		return notFoundf("the log of job %d was deleted by retention: its branch keeps job logs for a while after a flow finishes (see `kk branch show`, docs/retention.md)", j.ID)
+	}
 	q := r.URL.Query()
 	opts := logs.StreamOpts{Step: -1}
 	if v := q.Get("step"); v != "" {

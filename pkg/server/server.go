@@ -28,8 +28,10 @@ import (
 	"github.com/kraken-go/kk/pkg/engine"
 	"github.com/kraken-go/kk/pkg/logs"
 	"github.com/kraken-go/kk/pkg/notify"
+	"github.com/kraken-go/kk/pkg/retention"
 	"github.com/kraken-go/kk/pkg/scheduler"
 	"github.com/kraken-go/kk/pkg/secrets"
+	"github.com/kraken-go/kk/pkg/stagerepo"
 	"github.com/kraken-go/kk/pkg/store"
 )
 
@@ -61,6 +63,11 @@ type Config struct {
 	// that run into one (503 unavailable) report it instead of logging an
 	// error each. Nil: the database is taken to be always reachable.
 	Health *dbhealth.Monitor
+	// StageRepos loads stages from git repositories (nil: `kk stage apply
+	// --repo` answers 503).
+	StageRepos *stagerepo.Loader
+	// Retention runs the retention on demand (nil: its route answers 503).
+	Retention *retention.Enforcer
 }
 
 // Server serves the API.
@@ -133,6 +140,9 @@ func (s *Server) routes() {
 	user("GET "+p+"/stages/{id}", s.getStage)
 	user("DELETE "+p+"/stages/{id}", s.deleteStage)
 	user("GET "+p+"/branches/{id}/schedule", s.schedule)
+	user("POST "+p+"/stages/{id}/refresh", s.refreshStage)
+	user("PUT "+p+"/projects/{p}/branches/{b}/retention", s.putBranchRetention)
+	user("POST "+p+"/admin/retention", s.runRetention)
 	user("POST "+p+"/schema/check", s.schemaCheck)
 
 	user("POST "+p+"/branches/{id}/flows", s.createFlow)

@@ -55,6 +55,9 @@ func (s *Server) putStage(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &req); err != nil {
 		return err
 	}
+	if req.Repo != nil {
+		return s.putRepoStage(w, r, b, name, req)
+	}
 	if strings.TrimSpace(req.Code) == "" {
 		return badRequest("stage code is empty: send the schema code (def stage(ctx): return {...})")
 	}

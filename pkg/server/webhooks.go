@@ -137,6 +137,14 @@ func (s *Server) webhookDelivery(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	}
+	if ev.Kind == webhook.KindPush && ev.Trigger != nil {
+		// Stages read from the pushed branch get its code before its flow starts.
+		urls := []string{ev.Trigger.Repo}
+		if rp := ev.Trigger.Repository; rp != nil {
+			urls = append(urls, rp.CloneURL, rp.HTMLURL, rp.SSHURL)
+		}
+		s.refreshPushed(r, p, urls, ev.Branch)
+	}
 	if len(targets) == 0 {
 		res.Status = api.WebhookNoBranch
 		res.Message = d.Note + fmt.Sprintf(": nothing started (create one with `kk branch create %s NAME --repo-branch %s`)", p.Name, ev.Branch)

@@ -38,6 +38,7 @@ type Store interface {
 	WebhookStore
 	NotificationStore
 	TriggerStore
+	RetentionStore
 	// Close releases the database.
 	Close() error
 }
@@ -63,14 +64,25 @@ type ProjectStore interface {
 	ListBranches(ctx context.Context, projectID int64) ([]ci.Branch, error)
 	// DeleteBranch deletes the branch and everything below it.
 	DeleteBranch(ctx context.Context, id int64) error
+	// SetBranchRetention stores the branch's retention settings (days, 0:
+	// default; negative is ErrInvalid) and returns the branch.
+	SetBranchRetention(ctx context.Context, id int64, r ci.Retention) (ci.Branch, error)
 }
 
 // StageStore holds stages.
 type StageStore interface {
-	// PutStage inserts the stage, or replaces Code, Schema, Parent and Enabled of
-	// the existing stage with the same (BranchID, Name). It sets s.ID, s.Created
-	// and s.Updated.
+	// PutStage inserts the stage, or replaces Code, Schema, Parent, Enabled and
+	// Repo of the existing stage with the same (BranchID, Name). It sets s.ID,
+	// s.Created and s.Updated.
 	PutStage(ctx context.Context, s *ci.Stage) error
+	// UpdateStageRepo records a refresh of a repo-backed stage: it stores
+	// s.Code, s.Schema, s.Parent and s.Repo and sets s.Updated, only when the
+	// stage is unchanged since the caller read it (its Updated equals
+	// prevUpdated) and still has a repo; else ErrConflict (someone applied
+	// it meanwhile: the refresh is stale). ErrNotFound if it is gone.
+	UpdateStageRepo(ctx context.Context, s *ci.Stage, prevUpdated time.Time) error
+	// ListRepoStages returns every stage that has a Repo, by ID.
+	ListRepoStages(ctx context.Context) ([]ci.Stage, error)
 	GetStage(ctx context.Context, id int64) (ci.Stage, error)
 	GetStageByName(ctx context.Context, branchID int64, name string) (ci.Stage, error)
 	// ListStages returns the branch's stages ordered by name.
@@ -201,6 +213,60 @@ type JobStore interface {
 	ListExpiredJobs(ctx context.Context, now time.Time) ([]ci.Job, error)
 	// ListActiveJobs returns jobs that are assigned or running (without steps).
 	ListActiveJobs(ctx context.Context) ([]ci.Job, error)
+	// ListJobHistory returns up to limit completed, non-covered jobs (without
+	// steps) like q describes, newest (by Finished) first.
+	ListJobHistory(ctx context.Context, q JobHistoryQuery, limit int) ([]ci.Job, error)
+	// ListActiveRuns returns the runs in state in_progress, by ID.
+	ListActiveRuns(ctx context.Context) ([]ci.Run, error)
+}
+
+// JobHistoryQuery selects comparable jobs for timeout estimation: same
+// branch, stage name, job name, agents group and system, with one of Results.
+type JobHistoryQuery struct {
+	BranchID int64
+	Stage    string
+	Name     string
+	Group    string
+	System   string
+	Results  []ci.JobResult
+}
+
+// PurgedFlows is what DeleteFlowsBefore deleted.
+type PurgedFlows struct {
+	Flows int
+	// JobIDs are the deleted jobs, whose archived logs the caller deletes.
+	JobIDs []int64
+	// Artifacts are the deleted artifacts, whose blobs the caller deletes.
+	Artifacts []Artifact
+	// LogBytes is the size of the deleted log chunks still in the database.
+	LogBytes int64
+}
+
+// RetentionStore deletes old data in batches. Only data of completed flows
+// that finished before the given time is touched (never that of a flow in
+// progress, also not of one a rerun reopened meanwhile: the check is part of
+// the deleting transaction). Blobs are the caller's: the methods return what
+// to delete from the blob store once they committed.
+type RetentionStore interface {
+	// DeleteFlowsBefore deletes up to limit (0: all) of the branch's
+	// completed flows that finished before before, oldest first, with their
+	// runs, jobs, steps, logs, results and artifact rows.
+	DeleteFlowsBefore(ctx context.Context, branchID int64, before time.Time, limit int) (PurgedFlows, error)
+	// PurgeLogsBefore deletes the log chunks of up to limit (0: all) completed
+	// jobs of the branch's completed flows that finished before before, and
+	// marks their logs purged (so they are not returned again). It returns
+	// the jobs, whose archived logs the caller deletes, and the bytes of
+	// chunks it deleted.
+	PurgeLogsBefore(ctx context.Context, branchID int64, before time.Time, limit int) (jobIDs []int64, chunkBytes int64, err error)
+	// DeleteArtifactsBefore deletes and returns up to limit (0: all)
+	// artifacts of the branch's completed flows that finished before before.
+	DeleteArtifactsBefore(ctx context.Context, branchID int64, before time.Time, limit int) ([]Artifact, error)
+	// ReferencedBlobs returns which of keys an artifact or a cache entry
+	// names.
+	ReferencedBlobs(ctx context.Context, keys []string) (map[string]bool, error)
+	// JobsWithLogs returns which of ids are jobs that exist and whose log
+	// was not purged.
+	JobsWithLogs(ctx context.Context, ids []int64) (map[int64]bool, error)
 }
 
 // LogPos is a position in a job's log, whose chunks are ordered by

@@ -10,7 +10,11 @@
 //   - a cancel (stored with the job, so it survives a restart of kkd) that
 //     the agent did not confirm within CancelGrace is completed by the server;
 //   - a job running past its timeout plus TimeoutGrace (its agent failed to
-//     enforce it) completes with result server_timeout.
+//     enforce it) completes with result server_timeout;
+//   - a run in progress for longer than its run timeout (the schema's
+//     top-level timeout key, default 3 h) gets its unfinished jobs cancelled
+//     with the reason "run timeout of N s exceeded" (checked every
+//     RunInterval).
 //
 // On Start every active job's lease is extended by RestartGrace (two lease
 // periods by default), so agents, whose reconnect backoff is capped at 30 s,
@@ -57,6 +61,9 @@ type Config struct {
 	// OutageGrace is how long after a database outage ends the leases of
 	// active jobs last (default: RestartGrace).
 	OutageGrace time.Duration
+	// RunInterval is how often runs are checked against their run timeout
+	// (default 30 s).
+	RunInterval time.Duration
 	// Health reports database outages (nil: the watchdog only notices those
 	// its own checks run into).
 	Health *dbhealth.Monitor
@@ -68,8 +75,9 @@ type Watchdog struct {
 	done chan struct{}
 
 	// Owned by Check's goroutine.
-	recoveries uint64 // Health's Recoveries when last looked at
-	outage     bool   // leases are not to be judged until extended
+	recoveries uint64    // Health's Recoveries when last looked at
+	outage     bool      // leases are not to be judged until extended
+	lastRuns   time.Time // when run timeouts were last checked
 }
 
 // New returns a watchdog with defaults filled in.
@@ -91,6 +99,9 @@ func New(cfg Config) *Watchdog {
 	}
 	if cfg.OutageGrace <= 0 {
 		cfg.OutageGrace = cfg.RestartGrace
+	}
+	if cfg.RunInterval <= 0 {
+		cfg.RunInterval = 30 * time.Second
 	}
 	return &Watchdog{cfg: cfg, done: make(chan struct{})}
 }
@@ -150,6 +161,7 @@ func (w *Watchdog) Check(ctx context.Context) {
 		w.checkLeases(ctx, now)
 	}
 	w.checkActive(ctx, now)
+	w.checkRuns(ctx, now)
 }
 
 // leasesJudgeable reports whether expired leases may be acted on: not during

@@ -27,6 +27,7 @@ func NewCmdBranch(f *factory.Factory) *cobra.Command {
 	cmd.AddCommand(NewCmdList(f, nil))
 	cmd.AddCommand(NewCmdShow(f, nil))
 	cmd.AddCommand(NewCmdDelete(f, nil))
+	cmd.AddCommand(NewCmdSet(f, nil))
 	return cmd
 }
 
@@ -47,6 +48,9 @@ func printBranch(ios *iostreams.IOStreams, format output.Format, project string,
 		{"Project:", project},
 		{"Repo branch:", b.RepoBranch},
 		{"Created:", output.Time(ios, b.Created)},
+		{"Retention:", "flows " + keepDays(b.Retention.KeepFlowsDays, ci.DefaultKeepFlowsDays) +
+			", logs " + keepDays(b.Retention.KeepLogsDays, ci.DefaultKeepLogsDays) +
+			", artifacts " + keepDays(b.Retention.KeepArtifactsDays, ci.DefaultKeepArtifactsDays)},
 	}
 	if len(b.Env) > 0 {
 		keys := make([]string, 0, len(b.Env))
@@ -66,4 +70,12 @@ func printBranch(ios *iostreams.IOStreams, format output.Format, project string,
 		t.EndRow()
 	}
 	return t.Render()
+}
+
+// keepDays renders a retention setting ("30d (default)").
+func keepDays(days, def int) string {
+	if days <= 0 {
+		return strconv.Itoa(def) + "d (default)"
+	}
+	return strconv.Itoa(days) + "d"
 }

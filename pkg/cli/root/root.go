@@ -24,6 +24,7 @@ import (
 	"github.com/kraken-go/kk/pkg/cli/login"
 	"github.com/kraken-go/kk/pkg/cli/output"
 	"github.com/kraken-go/kk/pkg/cli/project"
+	"github.com/kraken-go/kk/pkg/cli/retention"
 	"github.com/kraken-go/kk/pkg/cli/run"
 	"github.com/kraken-go/kk/pkg/cli/schema"
 	"github.com/kraken-go/kk/pkg/cli/secret"
@@ -86,6 +87,7 @@ Start with:
 		group.NewCmdGroup(f),
 		artifacts.NewCmdArtifacts(f),
 		secret.NewCmdSecret(f),
+		retention.NewCmdRetention(f),
 		tuicmd.NewCmdTUI(f, nil),
 		version.NewCmdVersion(f, nil),
 		completion.NewCmdCompletion(f, nil),

@@ -29,20 +29,46 @@ type ApplyOptions struct {
 	File     string // "-" reads stdin
 	Name     string
 	Disabled bool
+
+	// The stage's code from a file of a git repository (--repo).
+	Repo            string
+	RepoBranch      string
+	RepoPath        string
+	RepoTokenSecret string
+	Refresh         string
 }
 
 // NewCmdApply returns `kk stage apply PROJECT/BRANCH FILE`.
 func NewCmdApply(f *factory.Factory, runF func(context.Context, *ApplyOptions) error) *cobra.Command {
 	opts := &ApplyOptions{IO: f.IOStreams, Client: f.Client}
 	cmd := &cobra.Command{
-		Use:   "apply PROJECT/BRANCH FILE",
-		Short: "Create or replace a stage from a schema file",
+		Use:   "apply PROJECT/BRANCH FILE | apply PROJECT/BRANCH --repo URL --repo-branch B --repo-path PATH",
+		Short: "Create or replace a stage from a schema file or a file of a git repository",
 		Long: `Upload a stage schema file (Starlark) to a branch, creating the stage or
 replacing its code. The stage is named after the file without its extension
 unless --name is given. The server validates the schema; problems are printed
-as FILE:LINE:COL: key: message and nothing is stored.`,
-		Example: "  kk stage apply demo/main tests.star\n  kk stage apply demo/main ci/build.star --name build",
+as FILE:LINE:COL: key: message and nothing is stored.
+
+With --repo the stage's code lives in a file of a git repository instead:
+kkd fetches it now (it must evaluate, or nothing is stored) and again every
+--refresh interval, on a push webhook of that repository branch and before
+each run. A refresh that fails keeps the last good code and shows the error
+in ` + "`kk stage show`" + ` (see docs/stages-from-repo.md).`,
+		Example: "  kk stage apply demo/main tests.star\n  kk stage apply demo/main ci/build.star --name build\n" +
+			"  kk stage apply demo/main --repo https://github.com/acme/shop.git --repo-branch main \\\n" +
+			"      --repo-path .kraken/build.py --repo-token-secret gh-token --refresh 10m",
 		Args: func(cmd *cobra.Command, args []string) error {
+			if opts.Repo != "" {
+				if len(args) != 1 {
+					return cmdutil.UsageErrorf("with --repo give only the branch, got %d arguments: kk stage apply PROJECT/BRANCH --repo URL --repo-branch B --repo-path PATH", len(args))
+				}
+				return nil
+			}
+			for _, fl := range []string{"repo-branch", "repo-path", "repo-token-secret", "refresh"} {
+				if cmd.Flags().Changed(fl) {
+					return cmdutil.UsageErrorf("--%s needs --repo URL", fl)
+				}
+			}
 			if len(args) != 2 {
 				return cmdutil.UsageErrorf("want 2 arguments, got %d: kk stage apply PROJECT/BRANCH FILE", len(args))
 			}
@@ -62,7 +88,15 @@ as FILE:LINE:COL: key: message and nothing is stored.`,
 			if err != nil {
 				return err
 			}
-			opts.Ref, opts.File = ref, args[1]
+			opts.Ref = ref
+			if opts.Repo != "" {
+				if opts.RepoBranch == "" || opts.RepoPath == "" {
+					return cmdutil.UsageErrorf("--repo needs --repo-branch BRANCH and --repo-path PATH (the stage file in the repository)")
+				}
+				opts.File = opts.RepoPath
+			} else {
+				opts.File = args[1]
+			}
 			if opts.Name == "" {
 				opts.Name = StageName(opts.File)
 			}
@@ -78,6 +112,11 @@ as FILE:LINE:COL: key: message and nothing is stored.`,
 	}
 	cmd.Flags().StringVar(&opts.Name, "name", "", "stage name (default: the file's base name without extension)")
 	cmd.Flags().BoolVar(&opts.Disabled, "disabled", false, "store the stage disabled (flows skip it)")
+	cmd.Flags().StringVar(&opts.Repo, "repo", "", "read the stage from a file of this git repository (clone URL)")
+	cmd.Flags().StringVar(&opts.RepoBranch, "repo-branch", "", "with --repo: the repository branch")
+	cmd.Flags().StringVar(&opts.RepoPath, "repo-path", "", "with --repo: the stage file's path in the repository")
+	cmd.Flags().StringVar(&opts.RepoTokenSecret, "repo-token-secret", "", "with --repo: a project secret holding an access token (see `kk secret create`)")
+	cmd.Flags().StringVar(&opts.Refresh, "refresh", "", "with --repo: fetch the file again this often, e.g. 10m (default: only on pushes, before runs and by `kk stage refresh`)")
 	return cmd
 }
 
@@ -107,9 +146,18 @@ func readFile(in io.Reader, file string) ([]byte, error) {
 }
 
 func applyRun(ctx context.Context, opts *ApplyOptions) error {
-	code, err := readFile(opts.IO.In, opts.File)
-	if err != nil {
-		return err
+	enabled := !opts.Disabled
+	req := api.PutStage{Filename: displayName(opts.File), Enabled: &enabled}
+	if opts.Repo != "" {
+		req.Repo = &api.StageRepoSpec{URL: opts.Repo, Branch: opts.RepoBranch, Path: opts.RepoPath,
+			TokenSecret: opts.RepoTokenSecret, Refresh: opts.Refresh}
+		req.Filename = ""
+	} else {
+		code, err := readFile(opts.IO.In, opts.File)
+		if err != nil {
+			return err
+		}
+		req.Code = string(code)
 	}
 	c, err := opts.Client()
 	if err != nil {
@@ -119,8 +167,7 @@ func applyRun(ctx context.Context, opts *ApplyOptions) error {
 	if err != nil {
 		return err
 	}
-	enabled := !opts.Disabled
-	s, err := c.PutStage(ctx, b.ID, opts.Name, api.PutStage{Code: string(code), Filename: displayName(opts.File), Enabled: &enabled})
+	s, err := c.PutStage(ctx, b.ID, opts.Name, req)
 	var ae *api.Error
 	if errors.As(err, &ae) && ae.Code == api.CodeInvalidSchema {
 		printProblems(opts.IO.ErrOut, opts.File, ae)
@@ -129,7 +176,11 @@ func applyRun(ctx context.Context, opts *ApplyOptions) error {
 	if err != nil {
 		return fmt.Errorf("apply stage %q to %s: %w", opts.Name, opts.Ref, err)
 	}
-	fmt.Fprintf(opts.IO.ErrOut, "applied stage %s to %s (id %d)\n", s.Name, opts.Ref, s.ID)
+	if s.Repo != nil {
+		fmt.Fprintf(opts.IO.ErrOut, "applied stage %s to %s (id %d) from %s at %s\n", s.Name, opts.Ref, s.ID, s.Repo.Path, shortSHA(s.Repo.Version))
+	} else {
+		fmt.Fprintf(opts.IO.ErrOut, "applied stage %s to %s (id %d)\n", s.Name, opts.Ref, s.ID)
+	}
 	return printStage(opts.IO, opts.Format, s)
 }
 

@@ -6,6 +6,8 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -28,12 +30,38 @@ func NewCmdStage(f *factory.Factory) *cobra.Command {
 	cmd.AddCommand(NewCmdShow(f, nil))
 	cmd.AddCommand(NewCmdDelete(f, nil))
 	cmd.AddCommand(NewCmdSchedule(f, nil))
+	cmd.AddCommand(NewCmdRefresh(f, nil))
 	return cmd
 }
 
+func shortSHA(sha string) string {
+	if len(sha) > 12 {
+		return sha[:12]
+	}
+	return sha
+}
+
+// firstLine is s up to its first newline, with "…" when cut.
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i] + " …"
+	}
+	return s
+}
+
+// repoCols are the list columns of a stage's repository state: the
+// version (commit) and the last refresh's error.
+func repoCols(s ci.Stage) (string, string) {
+	if s.Repo == nil {
+		return "", ""
+	}
+	return shortSHA(s.Repo.Version), firstLine(s.Repo.Error)
+}
+
 func printStages(ios *iostreams.IOStreams, format output.Format, ss []ci.Stage) error {
-	return output.WriteList(ios, format, ss, []string{"id", "name", "parent", "enabled", "updated"}, func(s ci.Stage) []string {
-		return []string{strconv.FormatInt(s.ID, 10), s.Name, s.Parent, strconv.FormatBool(s.Enabled), output.Time(ios, s.Updated)}
+	return output.WriteList(ios, format, ss, []string{"id", "name", "parent", "enabled", "updated", "repo version", "repo error"}, func(s ci.Stage) []string {
+		version, repoErr := repoCols(s)
+		return []string{strconv.FormatInt(s.ID, 10), s.Name, s.Parent, strconv.FormatBool(s.Enabled), output.Time(ios, s.Updated), version, repoErr}
 	})
 }
 
@@ -42,14 +70,43 @@ func printStage(ios *iostreams.IOStreams, format output.Format, s ci.Stage) erro
 		return output.Write(ios.Out, format, s)
 	}
 	t := output.NewTable(ios)
-	for _, kv := range [][2]string{
+	rows := [][2]string{
 		{"ID:", strconv.FormatInt(s.ID, 10)},
 		{"Name:", s.Name},
 		{"Branch:", strconv.FormatInt(s.BranchID, 10)},
 		{"Parent:", s.Parent},
 		{"Enabled:", strconv.FormatBool(s.Enabled)},
 		{"Updated:", output.Time(ios, s.Updated)},
-	} {
+	}
+	if r := s.Repo; r != nil {
+		refresh := "on pushes and before runs"
+		if r.RefreshSeconds > 0 {
+			refresh = "every " + (time.Duration(r.RefreshSeconds) * time.Second).String()
+		}
+		refreshed := ""
+		if r.Refreshed != nil {
+			refreshed = output.Time(ios, *r.Refreshed)
+		}
+		rows = append(rows,
+			[2]string{"Repo:", r.URL},
+			[2]string{"Repo branch:", r.Branch},
+			[2]string{"Repo path:", r.Path},
+			[2]string{"Token secret:", r.TokenSecret},
+			[2]string{"Refresh:", refresh},
+			[2]string{"Repo version:", r.Version},
+			[2]string{"Refreshed:", refreshed},
+		)
+		if r.Error != "" {
+			for i, line := range strings.Split(r.Error, "\n") {
+				key := ""
+				if i == 0 {
+					key = "Repo error:"
+				}
+				rows = append(rows, [2]string{key, line})
+			}
+		}
+	}
+	for _, kv := range rows {
 		t.AddField(kv[0])
 		t.AddField(kv[1])
 		t.EndRow()

@@ -19,14 +19,14 @@ const (
 )
 
 const jobCols = `id, run_id, flow_id, name, state, result, message, agents_group, system, executor, timeout,
-	covered, agent_id, attempt, created, assigned, started, finished, lease_until, cancel_requested, network`
+	covered, agent_id, attempt, created, assigned, started, finished, lease_until, cancel_requested, network, logs_purged`
 
 func scanJob(sc pgx.Row) (ci.Job, error) {
 	var j ci.Job
 	var agentID *int64
 	if err := sc.Scan(&j.ID, &j.RunID, &j.FlowID, &j.Name, &j.State, &j.Result, &j.Message, &j.Group,
 		&j.System, &j.Executor, &j.Timeout, &j.Covered, &agentID, &j.Attempt, &j.Created, &j.Assigned,
-		&j.Started, &j.Finished, &j.LeaseUntil, &j.CancelRequested, &j.Network); err != nil {
+		&j.Started, &j.Finished, &j.LeaseUntil, &j.CancelRequested, &j.Network, &j.LogsPurged); err != nil {
 		return ci.Job{}, err
 	}
 	if agentID != nil {

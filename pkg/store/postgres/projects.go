@@ -87,12 +87,13 @@ func (s *Store) DeleteProject(ctx context.Context, id int64) error {
 
 // Branches.
 
-const branchCols = `id, project_id, name, repo_branch, env, created`
+const branchCols = `id, project_id, name, repo_branch, env, keep_flows_days, keep_logs_days, keep_artifacts_days, created`
 
 func scanBranch(sc pgx.Row) (ci.Branch, error) {
 	var b ci.Branch
 	var env string
-	if err := sc.Scan(&b.ID, &b.ProjectID, &b.Name, &b.RepoBranch, &env, &b.Created); err != nil {
+	if err := sc.Scan(&b.ID, &b.ProjectID, &b.Name, &b.RepoBranch, &env, &b.Retention.KeepFlowsDays,
+		&b.Retention.KeepLogsDays, &b.Retention.KeepArtifactsDays, &b.Created); err != nil {
 		return ci.Branch{}, err
 	}
 	m, err := decodeMap[string](env)
@@ -179,14 +180,21 @@ func (s *Store) DeleteBranch(ctx context.Context, id int64) error {
 
 // Stages.
 
-const stageCols = `id, branch_id, name, enabled, code, schema::text, parent, created, updated`
+const stageCols = `id, branch_id, name, enabled, code, schema::text, parent, repo::text, created, updated`
 
 func scanStage(sc pgx.Row) (ci.Stage, error) {
 	var st ci.Stage
-	var schema *string
+	var schema, repo *string
 	if err := sc.Scan(&st.ID, &st.BranchID, &st.Name, &st.Enabled, &st.Code, &schema, &st.Parent,
-		&st.Created, &st.Updated); err != nil {
+		&repo, &st.Created, &st.Updated); err != nil {
 		return ci.Stage{}, err
+	}
+	if repo != nil {
+		r, err := decodeRepo(*repo)
+		if err != nil {
+			return ci.Stage{}, fmt.Errorf("stage %d: %w", st.ID, err)
+		}
+		st.Repo = r
 	}
 	st.Schema = decodeRaw(schema)
 	return st, nil
@@ -202,17 +210,21 @@ func (s *Store) PutStage(ctx context.Context, st *ci.Stage) error {
 	if err != nil {
 		return fmt.Errorf("put stage %q: %w", st.Name, err)
 	}
+	repo, err := encodeRepo(st.Repo)
+	if err != nil {
+		return fmt.Errorf("put stage %q: %w", st.Name, err)
+	}
 	now := s.now()
 	var created, updated = now, now
 	err = s.write(ctx, func(tx querier) error {
 		err := tx.QueryRow(ctx, `
-			INSERT INTO stages (branch_id, name, enabled, code, schema, parent, created, updated)
-			VALUES ($1, $2, $3, $4, $5::json, $6, $7, $7)
+			INSERT INTO stages (branch_id, name, enabled, code, schema, parent, repo, created, updated)
+			VALUES ($1, $2, $3, $4, $5::json, $6, $8::json, $7, $7)
 			ON CONFLICT (branch_id, name) DO UPDATE SET
 				enabled = excluded.enabled, code = excluded.code, schema = excluded.schema,
-				parent = excluded.parent, updated = excluded.updated
+				parent = excluded.parent, repo = excluded.repo, updated = excluded.updated
 			RETURNING id, created`,
-			st.BranchID, st.Name, st.Enabled, st.Code, schema, st.Parent, now,
+			st.BranchID, st.Name, st.Enabled, st.Code, schema, st.Parent, now, repo,
 		).Scan(&st.ID, &created)
 		if isForeignKey(err) {
 			return fmt.Errorf("branch %d: %w", st.BranchID, ci.ErrNotFound)

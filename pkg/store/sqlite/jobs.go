@@ -11,7 +11,7 @@ import (
 )
 
 const jobCols = `id, run_id, flow_id, name, state, result, message, agents_group, system, executor, timeout,
-	covered, agent_id, attempt, created, assigned, started, finished, lease_until, cancel_requested, network`
+	covered, agent_id, attempt, created, assigned, started, finished, lease_until, cancel_requested, network, logs_purged`
 
 func scanJob(sc scanner) (ci.Job, error) {
 	var j ci.Job
@@ -20,7 +20,7 @@ func scanJob(sc scanner) (ci.Job, error) {
 	var assigned, started, finished, lease, cancel sql.NullInt64
 	if err := sc.Scan(&j.ID, &j.RunID, &j.FlowID, &j.Name, &j.State, &j.Result, &j.Message, &j.Group,
 		&j.System, &j.Executor, &j.Timeout, &j.Covered, &agentID, &j.Attempt, &created, &assigned,
-		&started, &finished, &lease, &cancel, &j.Network); err != nil {
+		&started, &finished, &lease, &cancel, &j.Network, &j.LogsPurged); err != nil {
 		return ci.Job{}, err
 	}
 	j.CancelRequested = fromNullMS(cancel)

@@ -88,13 +88,14 @@ func (s *Store) DeleteProject(ctx context.Context, id int64) error {
 
 // Branches.
 
-const branchCols = `id, project_id, name, repo_branch, env, created`
+const branchCols = `id, project_id, name, repo_branch, env, keep_flows_days, keep_logs_days, keep_artifacts_days, created`
 
 func scanBranch(sc scanner) (ci.Branch, error) {
 	var b ci.Branch
 	var env string
 	var created int64
-	if err := sc.Scan(&b.ID, &b.ProjectID, &b.Name, &b.RepoBranch, &env, &created); err != nil {
+	if err := sc.Scan(&b.ID, &b.ProjectID, &b.Name, &b.RepoBranch, &env, &b.Retention.KeepFlowsDays,
+		&b.Retention.KeepLogsDays, &b.Retention.KeepArtifactsDays, &created); err != nil {
 		return ci.Branch{}, err
 	}
 	m, err := decodeMap[string](env)
@@ -186,16 +187,21 @@ func (s *Store) DeleteBranch(ctx context.Context, id int64) error {
 
 // Stages.
 
-const stageCols = `id, branch_id, name, enabled, code, schema, parent, created, updated`
+const stageCols = `id, branch_id, name, enabled, code, schema, parent, repo, created, updated`
 
 func scanStage(sc scanner) (ci.Stage, error) {
 	var st ci.Stage
-	var schema sql.NullString
+	var schema, repo sql.NullString
 	var created, updated int64
 	if err := sc.Scan(&st.ID, &st.BranchID, &st.Name, &st.Enabled, &st.Code, &schema, &st.Parent,
-		&created, &updated); err != nil {
+		&repo, &created, &updated); err != nil {
 		return ci.Stage{}, err
 	}
+	r, err := decodeRepo(repo.String)
+	if err != nil {
+		return ci.Stage{}, fmt.Errorf("stage %d: %w", st.ID, err)
+	}
+	st.Repo = r
 	st.Schema = decodeRaw(schema)
 	st.Created = fromMS(created)
 	st.Updated = fromMS(updated)
@@ -212,6 +218,10 @@ func (s *Store) PutStage(ctx context.Context, st *ci.Stage) error {
 	if err != nil {
 		return fmt.Errorf("put stage %q: %w", st.Name, err)
 	}
+	repo, err := encodeRepo(st.Repo)
+	if err != nil {
+		return fmt.Errorf("put stage %q: %w", st.Name, err)
+	}
 	now := s.now()
 	var created int64
 	err = s.write(ctx, func(tx *sql.Tx) error {
@@ -223,13 +233,13 @@ func (s *Store) PutStage(ctx context.Context, st *ci.Stage) error {
 			return fmt.Errorf("branch %d: %w", st.BranchID, ci.ErrNotFound)
 		}
 		return tx.QueryRowContext(ctx, `
-			INSERT INTO stages (branch_id, name, enabled, code, schema, parent, created, updated)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+			INSERT INTO stages (branch_id, name, enabled, code, schema, parent, repo, created, updated)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (branch_id, name) DO UPDATE SET
 				enabled = excluded.enabled, code = excluded.code, schema = excluded.schema,
-				parent = excluded.parent, updated = excluded.updated
+				parent = excluded.parent, repo = excluded.repo, updated = excluded.updated
 			RETURNING id, created`,
-			st.BranchID, st.Name, boolInt(st.Enabled), st.Code, schema, st.Parent, ms(now), ms(now),
+			st.BranchID, st.Name, boolInt(st.Enabled), st.Code, schema, st.Parent, repo, ms(now), ms(now),
 		).Scan(&st.ID, &created)
 	})
 	if err != nil {

@@ -57,6 +57,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"webhooks", webhookCases()},
 		{"notifications", notificationCases()},
 		{"triggers", triggerCases()},
+		{"retention", retentionCases()},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
