@@ -147,6 +147,12 @@ type JobStore interface {
 	// ErrConflict when the job is no longer queued or the agent is busy,
 	// disabled or unauthorized. Returns the job with its steps.
 	ClaimJob(ctx context.Context, jobID, agentID int64, lease time.Duration) (ci.Job, error)
+	// ClaimJobs makes several claims in one transaction (one commit, one
+	// round of locks), each exactly as ClaimJob would, in the order given:
+	// results[i] is the outcome of claims[i]. A claim that ClaimJob would
+	// refuse (ErrConflict, ErrNotFound) fails alone; an error of the database
+	// fails them all and is returned as err.
+	ClaimJobs(ctx context.Context, claims []Claim, lease time.Duration) (results []ClaimResult, err error)
 	// StartJob moves the job from assigned to running (Started=at, also in the
 	// attempt's history). Fenced.
 	// Calling it again for a running job with the same attempt is a no-op.
@@ -199,6 +205,19 @@ type JobStore interface {
 	ListExpiredJobs(ctx context.Context, now time.Time) ([]ci.Job, error)
 	// ListActiveJobs returns jobs that are assigned or running (without steps).
 	ListActiveJobs(ctx context.Context) ([]ci.Job, error)
+}
+
+// Claim asks for job JobID to be given to agent AgentID (JobStore.ClaimJobs).
+type Claim struct {
+	JobID   int64
+	AgentID int64
+}
+
+// ClaimResult is the outcome of one Claim: the claimed job with its steps, or
+// why it was refused.
+type ClaimResult struct {
+	Job ci.Job
+	Err error
 }
 
 // LogPos is a position in a job's log, whose chunks are ordered by
