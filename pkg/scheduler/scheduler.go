@@ -48,9 +48,10 @@ type Dispatcher struct {
 	cfg     Config
 	mu      sync.Mutex
 	waiters map[int64]*waiter // by agent id; a waiter being claimed for is not here
-	// claiming is the waiter the dispatcher is claiming a job for (nil when
-	// none); there is one matching goroutine, so there is at most one.
-	claiming *waiter
+	// claiming holds, by agent id, the waiters the dispatcher is claiming a
+	// job for; there is one matching goroutine, and it claims for each agent
+	// at most once per batch.
+	claiming map[int64]*waiter
 	kick     chan struct{}
 	done     chan struct{}
 }
@@ -73,7 +74,7 @@ func New(cfg Config) *Dispatcher {
 	if cfg.Batch <= 0 {
 		cfg.Batch = 1000
 	}
-	return &Dispatcher{cfg: cfg, waiters: make(map[int64]*waiter), kick: make(chan struct{}, 1), done: make(chan struct{})}
+	return &Dispatcher{cfg: cfg, waiters: make(map[int64]*waiter), claiming: make(map[int64]*waiter), kick: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
 // Lease returns the lease duration given with claims.
@@ -123,7 +124,7 @@ func (d *Dispatcher) Wait(ctx context.Context, agent ci.Agent) (job ci.Job, ok b
 		// request returns empty (the agent abandoned it).
 		close(old.got)
 	}
-	if c := d.claiming; c != nil && c.agent.ID == agent.ID {
+	if c := d.claiming[agent.ID]; c != nil {
 		// The job being claimed for the old request goes to this one.
 		c.superseded = true
 	}
@@ -136,7 +137,7 @@ func (d *Dispatcher) Wait(ctx context.Context, agent ci.Agent) (job ci.Job, ok b
 	case <-ctx.Done():
 	}
 	d.mu.Lock()
-	if d.claiming == w {
+	if d.claiming[agent.ID] == w {
 		// A claim for us is in flight: its job must not be dropped. The
 		// dispatcher sends it or closes the channel as soon as the claim ends.
 		w.abandoned = true
@@ -189,7 +190,7 @@ func (d *Dispatcher) Refresh(agent ci.Agent) {
 			w.agent = agent
 		}
 	}
-	if c := d.claiming; c != nil && c.agent.ID == agent.ID {
+	if c := d.claiming[agent.ID]; c != nil {
 		if !eligible {
 			// The claim fails (the store checks) or wins the race; either way
 			// the waiter is not put back.
@@ -224,35 +225,38 @@ func (d *Dispatcher) match(ctx context.Context) {
 		}
 		return
 	}
-	for _, j := range jobs {
+	// Each round pairs queued jobs, in FIFO order, with waiting agents and
+	// claims all the pairs in one store call; a waiter whose claim was
+	// refused (the job went elsewhere) may get a later job in the next round.
+	for len(jobs) > 0 {
+		var batch []*waiter
+		var claims []store.Claim
+		rest := jobs[:0]
 		d.mu.Lock()
-		w := d.pick(j)
-		var agentID int64
-		var agentName string
-		if w != nil {
+		for i, j := range jobs {
+			if len(d.waiters) == 0 {
+				rest = append(rest, jobs[i:]...)
+				break
+			}
+			w := d.pick(j)
+			if w == nil {
+				rest = append(rest, j)
+				continue
+			}
 			// Take the waiter out during the claim; Wait, Refresh and a newer
-			// Wait see it as d.claiming and leave the outcome to resolve.
+			// Wait see it in d.claiming and leave the outcome to resolve.
 			delete(d.waiters, w.agent.ID)
-			d.claiming = w
-			agentID, agentName = w.agent.ID, w.agent.Name
+			d.claiming[w.agent.ID] = w
+			batch = append(batch, w)
+			claims = append(claims, store.Claim{JobID: j.ID, AgentID: w.agent.ID})
 		}
 		d.mu.Unlock()
-		if w == nil {
-			continue
+		if len(claims) == 0 {
+			return
 		}
-		claimed, err := d.cfg.Store.ClaimJob(ctx, j.ID, agentID, d.cfg.Lease)
-		if err == nil {
-			d.deliver(w, claimed)
-			d.cfg.Logger.Info("job assigned", "job_id", claimed.ID, "attempt", claimed.Attempt, "agent_id", agentID, "agent", agentName)
-		} else {
-			// The job is gone (cancelled, claimed elsewhere) or the agent
-			// cannot take work; only the first keeps the waiter.
-			keep := errors.Is(err, ci.ErrConflict) && d.agentCanWork(ctx, agentID)
-			d.release(w, keep)
-			if !errors.Is(err, ci.ErrConflict) && ctx.Err() == nil {
-				d.cfg.Logger.Log(ctx, dbhealth.Level(err), "claim job", "job_id", j.ID, "agent_id", agentID, "err", err)
-				d.retryLater()
-			}
+		jobs = rest
+		if !d.claim(ctx, batch, claims) {
+			return
 		}
 		d.mu.Lock()
 		n = len(d.waiters)
@@ -263,12 +267,48 @@ func (d *Dispatcher) match(ctx context.Context) {
 	}
 }
 
+// claim makes the claims of one batch (claims[i] for waiter batch[i]) and
+// hands each claimed job to its waiter. It returns false when the store
+// failed (the waiters were released and a retry is scheduled).
+func (d *Dispatcher) claim(ctx context.Context, batch []*waiter, claims []store.Claim) bool {
+	results, err := d.cfg.Store.ClaimJobs(ctx, claims, d.cfg.Lease)
+	if err != nil {
+		for _, w := range batch {
+			d.release(w, false)
+		}
+		if ctx.Err() == nil {
+			d.cfg.Logger.Log(ctx, dbhealth.Level(err), "claim jobs", "jobs", len(claims), "err", err)
+			d.retryLater()
+		}
+		return false
+	}
+	ok := true
+	for i, w := range batch {
+		res := results[i]
+		if res.Err == nil {
+			d.deliver(w, res.Job)
+			d.cfg.Logger.Info("job assigned", "job_id", res.Job.ID, "attempt", res.Job.Attempt, "agent_id", w.agent.ID, "agent", w.agent.Name)
+			continue
+		}
+		// The job is gone (cancelled, claimed elsewhere) or the agent
+		// cannot take work; only the first keeps the waiter.
+		keep := errors.Is(res.Err, ci.ErrConflict) && d.agentCanWork(ctx, w.agent.ID)
+		d.release(w, keep)
+		if !errors.Is(res.Err, ci.ErrConflict) && ctx.Err() == nil {
+			d.cfg.Logger.Log(ctx, dbhealth.Level(res.Err), "claim job", "job_id", claims[i].JobID, "agent_id", w.agent.ID, "err", res.Err)
+			d.retryLater()
+			ok = false
+		}
+	}
+	return ok
+}
+
 // deliver hands a claimed job to w, or to the newer Wait of the same agent
 // that superseded w meanwhile (w then returns empty).
 func (d *Dispatcher) deliver(w *waiter, j ci.Job) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.claiming = nil
+	d.endClaim(w)
 	if w.superseded {
 		if cur := d.waiters[w.agent.ID]; cur != nil {
 			delete(d.waiters, w.agent.ID)
@@ -285,12 +325,19 @@ func (d *Dispatcher) deliver(w *waiter, j ci.Job) {
 func (d *Dispatcher) release(w *waiter, keep bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.claiming = nil
+	d.endClaim(w)
 	if keep && !w.superseded && !w.abandoned && d.waiters[w.agent.ID] == nil {
 		d.waiters[w.agent.ID] = w
 		return
 	}
 	close(w.got)
+}
+
+// endClaim removes w from the waiters being claimed for (d.mu held).
+func (d *Dispatcher) endClaim(w *waiter) {
+	if d.claiming[w.agent.ID] == w {
+		delete(d.claiming, w.agent.ID)
+	}
 }
 
 // agentCanWork reads the agent after a conflicting claim: an agent that the
