@@ -3,8 +3,10 @@
 // Idle agents hold a long-poll (Wait). One dispatcher goroutine matches queued
 // jobs, in FIFO order, to waiting agents whenever something changes (a job is
 // queued, an agent starts waiting, an agent's groups change) — there is no
-// fixed-interval polling. Claims go through store.ClaimJob, which is atomic, so
-// a job is never given to two agents even with several dispatchers.
+// fixed-interval polling. A matching pass pairs queued jobs with all the
+// waiting agents at once and claims the pairs in one store.ClaimJobs call (one
+// transaction); each claim is conditional, so a job is never given to two
+// agents even with several dispatchers.
 //
 // Matching rules (Kraken's, plus capability checks): the job's agents group must
 // be one of the agent's groups; for the local executor the job's system must be
