@@ -36,7 +36,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Lease is the lease given with each claim (default 30 s).
 	Lease time.Duration
-	// Batch is how many queued jobs one matching pass looks at (default 1000).
+	// Batch is how many queued jobs one read of the queue returns (default
+	// 1000); a matching pass reads further pages while agents wait.
 	Batch int
 	// Hub, when set, carries kicks between kkd replicas: Kick also signals
 	// notify.DispatchKey on the other replicas (Hub.Forward), and a signal of
@@ -212,21 +213,40 @@ func (d *Dispatcher) Waiting() int {
 	return len(d.waiters)
 }
 
+// match hands queued jobs to waiting agents, reading the queue a page of
+// Config.Batch jobs at a time for as long as agents wait: a queue whose
+// first pages nobody waiting can run does not hide the jobs after them.
 func (d *Dispatcher) match(ctx context.Context) {
-	d.mu.Lock()
-	n := len(d.waiters)
-	d.mu.Unlock()
-	if n == 0 {
-		return
-	}
-	jobs, err := d.cfg.Store.ListQueuedJobs(ctx, d.cfg.Batch)
-	if err != nil {
-		if ctx.Err() == nil {
-			d.cfg.Logger.Log(ctx, dbhealth.Level(err), "list queued jobs", "err", err)
-			d.retryLater()
+	var after *ci.Job
+	for d.Waiting() > 0 {
+		var page []ci.Job
+		var err error
+		if after == nil {
+			page, err = d.cfg.Store.ListQueuedJobs(ctx, d.cfg.Batch)
+		} else {
+			page, err = d.cfg.Store.ListQueuedJobsAfter(ctx, after.RunID, after.ID, d.cfg.Batch)
 		}
-		return
+		if err != nil {
+			if ctx.Err() == nil {
+				d.cfg.Logger.Log(ctx, dbhealth.Level(err), "list queued jobs", "err", err)
+				d.retryLater()
+			}
+			return
+		}
+		if len(page) == 0 {
+			return
+		}
+		tail := page[len(page)-1]
+		if !d.matchPage(ctx, page) || len(page) < d.cfg.Batch {
+			return
+		}
+		after = &tail
 	}
+}
+
+// matchPage hands the jobs of one page of the queue to waiting agents. It
+// returns false when the store failed (a retry is scheduled).
+func (d *Dispatcher) matchPage(ctx context.Context, jobs []ci.Job) bool {
 	// Each round pairs queued jobs, in FIFO order, with waiting agents and
 	// claims all the pairs in one store call; a waiter whose claim was
 	// refused (the job went elsewhere) may get a later job in the next round.
@@ -254,19 +274,17 @@ func (d *Dispatcher) match(ctx context.Context) {
 		}
 		d.mu.Unlock()
 		if len(claims) == 0 {
-			return
+			return true
 		}
 		jobs = rest
 		if !d.claim(ctx, batch, claims) {
-			return
+			return false
 		}
-		d.mu.Lock()
-		n = len(d.waiters)
-		d.mu.Unlock()
-		if n == 0 {
-			return
+		if d.Waiting() == 0 {
+			return true
 		}
 	}
+	return true
 }
 
 // claim makes the claims of one batch (claims[i] for waiter batch[i]) and

@@ -683,3 +683,19 @@ func TestBatchClaims(t *testing.T) {
 		require.Equal(t, ci.JobQueued, cur.State)
 	}
 }
+
+// TestMatchReadsPastFirstPage: jobs nobody waiting can run fill more than a
+// page of the queue; the job after them still reaches the waiting agent.
+func TestMatchReadsPastFirstPage(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	d := scheduler.New(scheduler.Config{Store: f.st, Logger: slog.New(slog.DiscardHandler), Lease: time.Minute, Batch: 3})
+	d.Start(f.ctx)
+	g := ci.Group{Name: "nobody"}
+	require.NoError(t, f.st.CreateGroup(f.ctx, &g))
+	f.queue(7, "nobody")
+	want := f.queue(1, ci.GroupAll)[0]
+	r := recv(t, waitAsync(f.ctx, d, f.agent("a", ci.HostInfo{System: "debian-12"})))
+	require.True(t, r.ok)
+	require.Equal(t, want.ID, r.job.ID)
+}

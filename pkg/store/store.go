@@ -141,6 +141,9 @@ type JobStore interface {
 	// ListQueuedJobs returns queued jobs (without steps) in FIFO order: by run
 	// creation, then job ID. At most limit (0: all).
 	ListQueuedJobs(ctx context.Context, limit int) ([]ci.Job, error)
+	// ListQueuedJobsAfter is the next page of ListQueuedJobs: the queued
+	// jobs that come after job (runID, jobID) in FIFO order. At most limit.
+	ListQueuedJobsAfter(ctx context.Context, runID, jobID int64, limit int) ([]ci.Job, error)
 	// ClaimJob atomically gives a queued job to an agent that has no current
 	// job: job → assigned, Attempt+1, AgentID, Assigned=now, LeaseUntil=now+lease;
 	// agent.JobID = job; a new attempt in the history names the agent.

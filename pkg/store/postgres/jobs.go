@@ -207,8 +207,18 @@ func (s *Store) ListQueuedJobs(ctx context.Context, limit int) ([]ci.Job, error)
 	return out, nil
 }
 
+func (s *Store) ListQueuedJobsAfter(ctx context.Context, runID, jobID int64, limit int) ([]ci.Job, error) {
+	out, err := queryAll(ctx, s, s.q(), scanJob, queuedJobsAfterQuery, runID, jobID, sqlLimit(limit))
+	if err != nil {
+		return nil, fmt.Errorf("list queued jobs after job %d: %w", jobID, err)
+	}
+	return out, nil
+}
+
 const (
-	queuedJobsQuery  = `SELECT ` + jobCols + ` FROM jobs WHERE state = 'queued' ORDER BY run_id, id LIMIT $1`
+	queuedJobsQuery      = `SELECT ` + jobCols + ` FROM jobs WHERE state = 'queued' ORDER BY run_id, id LIMIT $1`
+	queuedJobsAfterQuery = `SELECT ` + jobCols + ` FROM jobs WHERE state = 'queued' AND (run_id, id) > ($1, $2)
+		ORDER BY run_id, id LIMIT $3`
 	expiredJobsQuery = `SELECT ` + jobCols + ` FROM jobs
 		WHERE state IN ('assigned', 'running') AND lease_until < $1 ORDER BY lease_until, id`
 )

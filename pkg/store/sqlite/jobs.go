@@ -225,9 +225,20 @@ func (s *Store) ListQueuedJobs(ctx context.Context, limit int) ([]ci.Job, error)
 	return out, nil
 }
 
+func (s *Store) ListQueuedJobsAfter(ctx context.Context, runID, jobID int64, limit int) ([]ci.Job, error) {
+	out, err := queryAll(ctx, s.r, scanJob, queuedJobsAfterQuery, runID, runID, jobID, sqlLimit(limit))
+	if err != nil {
+		return nil, fmt.Errorf("list queued jobs after job %d: %w", jobID, err)
+	}
+	return out, nil
+}
+
 // Queries whose plans TestQueryPlans checks.
 const (
-	queuedJobsQuery  = `SELECT ` + jobCols + ` FROM jobs WHERE state = 'queued' ORDER BY run_id, id LIMIT ?`
+	queuedJobsQuery = `SELECT ` + jobCols + ` FROM jobs WHERE state = 'queued' ORDER BY run_id, id LIMIT ?`
+	// The expanded row comparison keeps the jobs_queue index usable.
+	queuedJobsAfterQuery = `SELECT ` + jobCols + ` FROM jobs WHERE state = 'queued'
+		AND run_id >= ? AND (run_id > ? OR id > ?) ORDER BY run_id, id LIMIT ?`
 	expiredJobsQuery = `SELECT ` + jobCols + ` FROM jobs
 		WHERE state IN ('assigned', 'running') AND lease_until < ? ORDER BY lease_until, id`
 )

@@ -391,6 +391,17 @@ func claimCases() []testCase {
 			queued, err = s.ListQueuedJobs(f.ctx, 3)
 			require.NoError(t, err)
 			require.Equal(t, want[:3], jobIDs(queued))
+			// Pages: after a job comes the rest of the queue in the same
+			// order, also across runs whose jobs have lower ids.
+			for i, q := range queued {
+				next, err := s.ListQueuedJobsAfter(f.ctx, q.RunID, q.ID, 2)
+				require.NoError(t, err)
+				require.Equal(t, want[i+1:min(i+3, len(want))], jobIDs(next), "after %d", q.ID)
+			}
+			last := f.job(want[len(want)-1])
+			next, err := s.ListQueuedJobsAfter(f.ctx, last.RunID, last.ID, 0)
+			require.NoError(t, err)
+			require.Empty(t, next)
 
 			a := f.agent("a", true)
 			f.claim(want[0], a.ID)
