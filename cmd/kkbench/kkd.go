@@ -196,7 +196,29 @@ func (d *daemon) createFlow(ctx context.Context, branchID int64, n int) ([]api.J
 // (utime+stime) from /proc.
 type procStat struct {
 	rss int64
+	// pss is the proportional set size (Pss of /proc/PID/smaps_rollup):
+	// pages shared with other processes (the same binary's code mapped by
+	// two processes) count for a share each.
+	pss int64
 	cpu time.Duration
+}
+
+// readPSS reads Pss (bytes) from /proc/PID/smaps_rollup.
+func readPSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return 0, fmt.Errorf("read smaps_rollup: %w", err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "Pss:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("parse Pss %q: %w", v, err)
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, errors.New("no Pss in smaps_rollup")
 }
 
 func readProcStat(pid int) (procStat, error) {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -30,7 +31,15 @@ type config struct {
 	ingestDur  time.Duration
 	idleWindow time.Duration
 	keep       bool
+	// only, when not empty, names the figures' groups to run (see parseFlags).
+	only map[string]bool
 }
+
+// groups are the parts of the benchmark -only can select.
+var groups = []string{"schema", "dispatch", "throughput", "tail", "ingest", "agent", "idle", "postgres"}
+
+// want tells whether group g runs.
+func (c config) want(g string) bool { return len(c.only) == 0 || c.only[g] }
 
 func parseFlags(args []string) (config, error) {
 	var c config
@@ -45,8 +54,18 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&c.ingestDur, "ingest", 5*time.Second, "how long agents push logs for log_ingest_mib_s")
 	fs.DurationVar(&c.idleWindow, "idle-window", 30*time.Second, "measurement window with idle agents (at least one poll period, 30s)")
 	fs.BoolVar(&c.keep, "keep", false, "keep the temporary directory (kkd logs and data)")
+	only := fs.String("only", "", "comma-separated parts to run (default all): "+strings.Join(groups, ", "))
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	if *only != "" {
+		c.only = map[string]bool{}
+		for _, g := range strings.Split(*only, ",") {
+			if !slices.Contains(groups, g) {
+				return c, fmt.Errorf("-only %q: unknown part %q; use some of %s", *only, g, strings.Join(groups, ", "))
+			}
+			c.only[g] = true
+		}
 	}
 	return c, nil
 }
@@ -132,20 +151,28 @@ func run(ctx context.Context, logger *slog.Logger, cfg config, stdout io.Writer)
 		defer os.RemoveAll(tmp)
 	}
 	var r report
-	if err := schemaEval(ctx, cfg, &r); err != nil {
-		return err
+	if cfg.want("schema") {
+		if err := schemaEval(ctx, cfg, &r); err != nil {
+			return err
+		}
 	}
-	logger.Info("SQLite: dispatch, throughput, log tail, ingest", "agents", cfg.agents)
-	if err := agentSuite(ctx, logger, cfg, filepath.Join(tmp, "sqlite"), "", "sqlite", &r); err != nil {
-		return fmt.Errorf("sqlite: %w", err)
+	if cfg.want("dispatch") || cfg.want("throughput") || cfg.want("tail") || cfg.want("ingest") {
+		logger.Info("SQLite: dispatch, throughput, log tail, ingest", "agents", cfg.agents)
+		if err := agentSuite(ctx, logger, cfg, filepath.Join(tmp, "sqlite"), "", "sqlite", &r); err != nil {
+			return fmt.Errorf("sqlite: %w", err)
+		}
 	}
-	logger.Info("idle footprint: one kkagent, then simulated idle agents", "agents", cfg.idleAgents)
-	if err := idleSuite(ctx, logger, cfg, filepath.Join(tmp, "idle"), &r); err != nil {
-		return fmt.Errorf("idle: %w", err)
+	if cfg.want("agent") || cfg.want("idle") {
+		logger.Info("idle footprint: one kkagent, then simulated idle agents", "agents", cfg.idleAgents)
+		if err := idleSuite(ctx, logger, cfg, filepath.Join(tmp, "idle"), &r); err != nil {
+			return fmt.Errorf("idle: %w", err)
+		}
 	}
-	logger.Info("PostgreSQL: throughput")
-	if err := postgresSuite(ctx, logger, cfg, filepath.Join(tmp, "postgres"), &r); err != nil {
-		return fmt.Errorf("postgres: %w", err)
+	if cfg.want("postgres") {
+		logger.Info("PostgreSQL: throughput")
+		if err := postgresSuite(ctx, logger, cfg, filepath.Join(tmp, "postgres"), &r); err != nil {
+			return fmt.Errorf("postgres: %w", err)
+		}
 	}
 	r.notef("total benchmark time %s", time.Since(start).Round(time.Second))
 	r.print(stdout)
@@ -199,7 +226,7 @@ func agentSuite(ctx context.Context, logger *slog.Logger, cfg config, dir, db, b
 	}
 	defer f.stop()
 	full := backend == "sqlite"
-	if full {
+	if full && cfg.want("dispatch") {
 		dr, err := measureDispatch(ctx, d, branchID, f, 10, cfg.samples)
 		if err != nil {
 			return fmt.Errorf("dispatch: %w", err)
@@ -210,6 +237,27 @@ func agentSuite(ctx context.Context, logger *slog.Logger, cfg config, dir, db, b
 		r.notef("dispatch measured from the flow-creation response instead: p50 %.2f ms, p99 %.2f ms (negative: the agent had the job before the client had the answer)",
 			percentile(dr.fromResponse, 50), percentile(dr.fromResponse, 99))
 	}
+	if !full || cfg.want("throughput") {
+		if err := throughput(ctx, logger, cfg, d, branchID, f, backend, r); err != nil {
+			return err
+		}
+	}
+	if !full {
+		return nil
+	}
+	if cfg.want("tail") {
+		if err := logTail(ctx, logger, cfg, d, branchID, f, r); err != nil {
+			return err
+		}
+	}
+	if cfg.want("ingest") {
+		return ingest(ctx, logger, cfg, d, branchID, f, r)
+	}
+	return nil
+}
+
+// throughput measures jobs_per_s_<backend>.
+func throughput(ctx context.Context, logger *slog.Logger, cfg config, d *daemon, branchID int64, f *fleet, backend string, r *report) error {
 	logger.Info("throughput", "backend", backend, "jobs", cfg.jobs)
 	c0, err := readProcStat(d.proc.pid())
 	if err != nil {
@@ -228,9 +276,11 @@ func agentSuite(ctx context.Context, logger *slog.Logger, cfg config, dir, db, b
 	r.add(figure{name: "jobs_per_s_" + backend, value: float64(tr.jobs) / tr.elapsed.Seconds(), unit: "jobs/s", target: ">= 1000", ok: atLeast(1000),
 		how: fmt.Sprintf("%d trivial jobs in one flow, %d agents: flow requested → last complete acknowledged (%s, of which flow creation %s)",
 			tr.jobs, cfg.agents, tr.elapsed.Round(time.Millisecond), tr.create.Round(time.Millisecond))})
-	if !full {
-		return nil
-	}
+	return nil
+}
+
+// logTail measures log_tail_p50/p99_ms.
+func logTail(ctx context.Context, logger *slog.Logger, cfg config, d *daemon, branchID int64, f *fleet, r *report) error {
 	logger.Info("log tail", "lines", cfg.tailLines)
 	delays, err := measureLogTail(ctx, d, branchID, f, cfg.tailLines, 10*time.Millisecond)
 	if err != nil {
@@ -240,8 +290,13 @@ func agentSuite(ctx context.Context, logger *slog.Logger, cfg config, dir, db, b
 	r.add(figure{name: "log_tail_p50_ms", value: percentile(delays, 50), unit: "ms", how: how})
 	r.add(figure{name: "log_tail_p99_ms", value: percentile(delays, 99), unit: "ms", target: "<= 100", ok: atMost(100), how: how})
 	r.notef("log tail: kkagent sends a step's output at most 100 ms after it is printed (docs/agent-protocol.md), which adds up to 100 ms to log_tail_* for a real agent")
+	return nil
+}
+
+// ingest measures log_ingest_mib_s.
+func ingest(ctx context.Context, logger *slog.Logger, cfg config, d *daemon, branchID int64, f *fleet, r *report) error {
 	logger.Info("log ingest", "for", cfg.ingestDur)
-	c0, err = readProcStat(d.proc.pid())
+	c0, err := readProcStat(d.proc.pid())
 	if err != nil {
 		return err
 	}
@@ -249,7 +304,7 @@ func agentSuite(ctx context.Context, logger *slog.Logger, cfg config, dir, db, b
 	if err != nil {
 		return err
 	}
-	c1, err = readProcStat(d.proc.pid())
+	c1, err := readProcStat(d.proc.pid())
 	if err != nil {
 		return err
 	}
@@ -291,8 +346,13 @@ func idleSuite(ctx context.Context, logger *slog.Logger, cfg config, dir string,
 		return err
 	}
 	defer d.proc.stop()
-	if err := idleKKAgent(ctx, cfg, d, dir, r); err != nil {
-		return fmt.Errorf("kkagent: %w", err)
+	if cfg.want("agent") {
+		if err := idleKKAgent(ctx, cfg, d, dir, r); err != nil {
+			return fmt.Errorf("kkagent: %w", err)
+		}
+	}
+	if !cfg.want("idle") {
+		return nil
 	}
 	before, err := readProcStat(d.proc.pid())
 	if err != nil {
@@ -371,10 +431,20 @@ func idleKKAgent(ctx context.Context, cfg config, d *daemon, dir string, r *repo
 	if err != nil {
 		return err
 	}
+	supPSS, err := readPSS(p.pid())
+	if err != nil {
+		return err
+	}
+	workerPSS, err := readPSS(kids[0])
+	if err != nil {
+		return err
+	}
 	mib := func(b int64) float64 { return float64(b) / (1 << 20) }
 	r.add(figure{name: "agent_idle_rss_mib", value: mib(sup.rss + worker.rss), unit: "MiB", target: "<= 12", ok: atMost(12),
 		how: fmt.Sprintf("VmRSS of an idle `kkagent run`: supervisor %.1f + worker %.1f MiB", mib(sup.rss), mib(worker.rss))})
 	r.add(figure{name: "agent_idle_worker_rss_mib", value: mib(worker.rss), unit: "MiB", target: "<= 12", ok: atMost(12),
 		how: "VmRSS of the worker alone (what `kkagent run --no-supervisor` runs)"})
+	r.add(figure{name: "agent_idle_pss_mib", value: mib(supPSS + workerPSS), unit: "MiB", target: "<= 12", ok: atMost(12),
+		how: fmt.Sprintf("Pss of supervisor %.1f + worker %.1f MiB: the binary's pages both map count once", mib(supPSS), mib(workerPSS))})
 	return nil
 }

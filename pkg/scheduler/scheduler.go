@@ -3,8 +3,10 @@
 // Idle agents hold a long-poll (Wait). One dispatcher goroutine matches queued
 // jobs, in FIFO order, to waiting agents whenever something changes (a job is
 // queued, an agent starts waiting, an agent's groups change) — there is no
-// fixed-interval polling. Claims go through store.ClaimJob, which is atomic, so
-// a job is never given to two agents even with several dispatchers.
+// fixed-interval polling. A matching pass pairs queued jobs with all the
+// waiting agents at once and claims the pairs in one store.ClaimJobs call (one
+// transaction); each claim is conditional, so a job is never given to two
+// agents even with several dispatchers.
 //
 // Matching rules (Kraken's, plus capability checks): the job's agents group must
 // be one of the agent's groups; for the local executor the job's system must be
@@ -34,7 +36,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Lease is the lease given with each claim (default 30 s).
 	Lease time.Duration
-	// Batch is how many queued jobs one matching pass looks at (default 1000).
+	// Batch is how many queued jobs one read of the queue returns (default
+	// 1000); a matching pass reads further pages while agents wait.
 	Batch int
 	// Hub, when set, carries kicks between kkd replicas: Kick also signals
 	// notify.DispatchKey on the other replicas (Hub.Forward), and a signal of
@@ -48,9 +51,10 @@ type Dispatcher struct {
 	cfg     Config
 	mu      sync.Mutex
 	waiters map[int64]*waiter // by agent id; a waiter being claimed for is not here
-	// claiming is the waiter the dispatcher is claiming a job for (nil when
-	// none); there is one matching goroutine, so there is at most one.
-	claiming *waiter
+	// claiming holds, by agent id, the waiters the dispatcher is claiming a
+	// job for; there is one matching goroutine, and it claims for each agent
+	// at most once per batch.
+	claiming map[int64]*waiter
 	kick     chan struct{}
 	done     chan struct{}
 }
@@ -73,7 +77,7 @@ func New(cfg Config) *Dispatcher {
 	if cfg.Batch <= 0 {
 		cfg.Batch = 1000
 	}
-	return &Dispatcher{cfg: cfg, waiters: make(map[int64]*waiter), kick: make(chan struct{}, 1), done: make(chan struct{})}
+	return &Dispatcher{cfg: cfg, waiters: make(map[int64]*waiter), claiming: make(map[int64]*waiter), kick: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
 // Lease returns the lease duration given with claims.
@@ -123,7 +127,7 @@ func (d *Dispatcher) Wait(ctx context.Context, agent ci.Agent) (job ci.Job, ok b
 		// request returns empty (the agent abandoned it).
 		close(old.got)
 	}
-	if c := d.claiming; c != nil && c.agent.ID == agent.ID {
+	if c := d.claiming[agent.ID]; c != nil {
 		// The job being claimed for the old request goes to this one.
 		c.superseded = true
 	}
@@ -136,7 +140,7 @@ func (d *Dispatcher) Wait(ctx context.Context, agent ci.Agent) (job ci.Job, ok b
 	case <-ctx.Done():
 	}
 	d.mu.Lock()
-	if d.claiming == w {
+	if d.claiming[agent.ID] == w {
 		// A claim for us is in flight: its job must not be dropped. The
 		// dispatcher sends it or closes the channel as soon as the claim ends.
 		w.abandoned = true
@@ -189,7 +193,7 @@ func (d *Dispatcher) Refresh(agent ci.Agent) {
 			w.agent = agent
 		}
 	}
-	if c := d.claiming; c != nil && c.agent.ID == agent.ID {
+	if c := d.claiming[agent.ID]; c != nil {
 		if !eligible {
 			// The claim fails (the store checks) or wins the race; either way
 			// the waiter is not put back.
@@ -209,58 +213,114 @@ func (d *Dispatcher) Waiting() int {
 	return len(d.waiters)
 }
 
+// match hands queued jobs to waiting agents, reading the queue a page of
+// Config.Batch jobs at a time for as long as agents wait: a queue whose
+// first pages nobody waiting can run does not hide the jobs after them.
 func (d *Dispatcher) match(ctx context.Context) {
-	d.mu.Lock()
-	n := len(d.waiters)
-	d.mu.Unlock()
-	if n == 0 {
-		return
-	}
-	jobs, err := d.cfg.Store.ListQueuedJobs(ctx, d.cfg.Batch)
-	if err != nil {
-		if ctx.Err() == nil {
-			d.cfg.Logger.Log(ctx, dbhealth.Level(err), "list queued jobs", "err", err)
-			d.retryLater()
-		}
-		return
-	}
-	for _, j := range jobs {
-		d.mu.Lock()
-		w := d.pick(j)
-		var agentID int64
-		var agentName string
-		if w != nil {
-			// Take the waiter out during the claim; Wait, Refresh and a newer
-			// Wait see it as d.claiming and leave the outcome to resolve.
-			delete(d.waiters, w.agent.ID)
-			d.claiming = w
-			agentID, agentName = w.agent.ID, w.agent.Name
-		}
-		d.mu.Unlock()
-		if w == nil {
-			continue
-		}
-		claimed, err := d.cfg.Store.ClaimJob(ctx, j.ID, agentID, d.cfg.Lease)
-		if err == nil {
-			d.deliver(w, claimed)
-			d.cfg.Logger.Info("job assigned", "job_id", claimed.ID, "attempt", claimed.Attempt, "agent_id", agentID, "agent", agentName)
+	var after *ci.Job
+	for d.Waiting() > 0 {
+		var page []ci.Job
+		var err error
+		if after == nil {
+			page, err = d.cfg.Store.ListQueuedJobs(ctx, d.cfg.Batch)
 		} else {
-			// The job is gone (cancelled, claimed elsewhere) or the agent
-			// cannot take work; only the first keeps the waiter.
-			keep := errors.Is(err, ci.ErrConflict) && d.agentCanWork(ctx, agentID)
-			d.release(w, keep)
-			if !errors.Is(err, ci.ErrConflict) && ctx.Err() == nil {
-				d.cfg.Logger.Log(ctx, dbhealth.Level(err), "claim job", "job_id", j.ID, "agent_id", agentID, "err", err)
+			page, err = d.cfg.Store.ListQueuedJobsAfter(ctx, after.RunID, after.ID, d.cfg.Batch)
+		}
+		if err != nil {
+			if ctx.Err() == nil {
+				d.cfg.Logger.Log(ctx, dbhealth.Level(err), "list queued jobs", "err", err)
 				d.retryLater()
 			}
-		}
-		d.mu.Lock()
-		n = len(d.waiters)
-		d.mu.Unlock()
-		if n == 0 {
 			return
 		}
+		if len(page) == 0 {
+			return
+		}
+		tail := page[len(page)-1]
+		if !d.matchPage(ctx, page) || len(page) < d.cfg.Batch {
+			return
+		}
+		after = &tail
 	}
+}
+
+// matchPage hands the jobs of one page of the queue to waiting agents. It
+// returns false when the store failed (a retry is scheduled).
+func (d *Dispatcher) matchPage(ctx context.Context, jobs []ci.Job) bool {
+	// Each round pairs queued jobs, in FIFO order, with waiting agents and
+	// claims all the pairs in one store call; a waiter whose claim was
+	// refused (the job went elsewhere) may get a later job in the next round.
+	for len(jobs) > 0 {
+		var batch []*waiter
+		var claims []store.Claim
+		rest := jobs[:0]
+		d.mu.Lock()
+		for i, j := range jobs {
+			if len(d.waiters) == 0 {
+				rest = append(rest, jobs[i:]...)
+				break
+			}
+			w := d.pick(j)
+			if w == nil {
+				rest = append(rest, j)
+				continue
+			}
+			// Take the waiter out during the claim; Wait, Refresh and a newer
+			// Wait see it in d.claiming and leave the outcome to resolve.
+			delete(d.waiters, w.agent.ID)
+			d.claiming[w.agent.ID] = w
+			batch = append(batch, w)
+			claims = append(claims, store.Claim{JobID: j.ID, AgentID: w.agent.ID})
+		}
+		d.mu.Unlock()
+		if len(claims) == 0 {
+			return true
+		}
+		jobs = rest
+		if !d.claim(ctx, batch, claims) {
+			return false
+		}
+		if d.Waiting() == 0 {
+			return true
+		}
+	}
+	return true
+}
+
+// claim makes the claims of one batch (claims[i] for waiter batch[i]) and
+// hands each claimed job to its waiter. It returns false when the store
+// failed (the waiters were released and a retry is scheduled).
+func (d *Dispatcher) claim(ctx context.Context, batch []*waiter, claims []store.Claim) bool {
+	results, err := d.cfg.Store.ClaimJobs(ctx, claims, d.cfg.Lease)
+	if err != nil {
+		for _, w := range batch {
+			d.release(w, false)
+		}
+		if ctx.Err() == nil {
+			d.cfg.Logger.Log(ctx, dbhealth.Level(err), "claim jobs", "jobs", len(claims), "err", err)
+			d.retryLater()
+		}
+		return false
+	}
+	ok := true
+	for i, w := range batch {
+		res := results[i]
+		if res.Err == nil {
+			d.deliver(w, res.Job)
+			d.cfg.Logger.Info("job assigned", "job_id", res.Job.ID, "attempt", res.Job.Attempt, "agent_id", w.agent.ID, "agent", w.agent.Name)
+			continue
+		}
+		// The job is gone (cancelled, claimed elsewhere) or the agent
+		// cannot take work; only the first keeps the waiter.
+		keep := errors.Is(res.Err, ci.ErrConflict) && d.agentCanWork(ctx, w.agent.ID)
+		d.release(w, keep)
+		if !errors.Is(res.Err, ci.ErrConflict) && ctx.Err() == nil {
+			d.cfg.Logger.Log(ctx, dbhealth.Level(res.Err), "claim job", "job_id", claims[i].JobID, "agent_id", w.agent.ID, "err", res.Err)
+			d.retryLater()
+			ok = false
+		}
+	}
+	return ok
 }
 
 // deliver hands a claimed job to w, or to the newer Wait of the same agent
@@ -268,7 +328,7 @@ func (d *Dispatcher) match(ctx context.Context) {
 func (d *Dispatcher) deliver(w *waiter, j ci.Job) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.claiming = nil
+	d.endClaim(w)
 	if w.superseded {
 		if cur := d.waiters[w.agent.ID]; cur != nil {
 			delete(d.waiters, w.agent.ID)
@@ -285,12 +345,19 @@ func (d *Dispatcher) deliver(w *waiter, j ci.Job) {
 func (d *Dispatcher) release(w *waiter, keep bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.claiming = nil
+	d.endClaim(w)
 	if keep && !w.superseded && !w.abandoned && d.waiters[w.agent.ID] == nil {
 		d.waiters[w.agent.ID] = w
 		return
 	}
 	close(w.got)
+}
+
+// endClaim removes w from the waiters being claimed for (d.mu held).
+func (d *Dispatcher) endClaim(w *waiter) {
+	if d.claiming[w.agent.ID] == w {
+		delete(d.claiming, w.agent.ID)
+	}
 }
 
 // agentCanWork reads the agent after a conflicting claim: an agent that the

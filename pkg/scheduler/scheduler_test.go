@@ -628,3 +628,74 @@ func (r *sendRecorder) Run(ctx context.Context, _ *notify.Hub) error {
 	<-ctx.Done()
 	return nil
 }
+
+// claimCounter counts ClaimJobs calls and the claims in them.
+type claimCounter struct {
+	store.Store
+	mu      sync.Mutex
+	batches []int
+}
+
+func (c *claimCounter) ClaimJobs(ctx context.Context, claims []store.Claim, lease time.Duration) ([]store.ClaimResult, error) {
+	c.mu.Lock()
+	c.batches = append(c.batches, len(claims))
+	c.mu.Unlock()
+	return c.Store.ClaimJobs(ctx, claims, lease)
+}
+
+// TestBatchClaims: jobs queued while several agents wait are claimed for all
+// of them in one store call, in FIFO order, skipping a job no waiting agent
+// may run.
+func TestBatchClaims(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	cc := &claimCounter{Store: f.st}
+	d := scheduler.New(scheduler.Config{Store: cc, Logger: slog.New(slog.DiscardHandler), Lease: time.Minute})
+	d.Start(f.ctx)
+	const n = 5
+	var waits []<-chan waitResult
+	for i := range n {
+		waits = append(waits, waitAsync(f.ctx, d, f.agent(fmt.Sprintf("agent-%d", i), ci.HostInfo{System: "debian-12"})))
+	}
+	waitFor(t, "every agent waiting", func() bool { return d.Waiting() == n })
+	g := ci.Group{Name: "nobody"}
+	require.NoError(t, f.st.CreateGroup(f.ctx, &g))
+	unmatched := f.queue(1, "nobody")
+	jobs := f.queue(n+1, ci.GroupAll)
+	d.Kick()
+	got := map[int64]bool{}
+	for _, w := range waits {
+		r := recv(t, w)
+		require.True(t, r.ok)
+		require.Equal(t, ci.JobAssigned, r.job.State)
+		require.Len(t, r.job.Steps, 1)
+		got[r.job.ID] = true
+	}
+	for _, j := range jobs[:n] {
+		require.True(t, got[j.ID], "job %d (FIFO) was not handed out: %v", j.ID, got)
+	}
+	cc.mu.Lock()
+	require.Equal(t, []int{n}, cc.batches, "claims per ClaimJobs call")
+	cc.mu.Unlock()
+	for _, j := range []ci.Job{unmatched[0], jobs[n]} {
+		cur, err := f.st.GetJob(f.ctx, j.ID)
+		require.NoError(t, err)
+		require.Equal(t, ci.JobQueued, cur.State)
+	}
+}
+
+// TestMatchReadsPastFirstPage: jobs nobody waiting can run fill more than a
+// page of the queue; the job after them still reaches the waiting agent.
+func TestMatchReadsPastFirstPage(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	d := scheduler.New(scheduler.Config{Store: f.st, Logger: slog.New(slog.DiscardHandler), Lease: time.Minute, Batch: 3})
+	d.Start(f.ctx)
+	g := ci.Group{Name: "nobody"}
+	require.NoError(t, f.st.CreateGroup(f.ctx, &g))
+	f.queue(7, "nobody")
+	want := f.queue(1, ci.GroupAll)[0]
+	r := recv(t, waitAsync(f.ctx, d, f.agent("a", ci.HostInfo{System: "debian-12"})))
+	require.True(t, r.ok)
+	require.Equal(t, want.ID, r.job.ID)
+}

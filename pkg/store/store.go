@@ -155,12 +155,21 @@ type JobStore interface {
 	// ListQueuedJobs returns queued jobs (without steps) in FIFO order: by run
 	// creation, then job ID. At most limit (0: all).
 	ListQueuedJobs(ctx context.Context, limit int) ([]ci.Job, error)
+	// ListQueuedJobsAfter is the next page of ListQueuedJobs: the queued
+	// jobs that come after job (runID, jobID) in FIFO order. At most limit.
+	ListQueuedJobsAfter(ctx context.Context, runID, jobID int64, limit int) ([]ci.Job, error)
 	// ClaimJob atomically gives a queued job to an agent that has no current
 	// job: job → assigned, Attempt+1, AgentID, Assigned=now, LeaseUntil=now+lease;
 	// agent.JobID = job; a new attempt in the history names the agent.
 	// ErrConflict when the job is no longer queued or the agent is busy,
 	// disabled or unauthorized. Returns the job with its steps.
 	ClaimJob(ctx context.Context, jobID, agentID int64, lease time.Duration) (ci.Job, error)
+	// ClaimJobs makes several claims in one transaction (one commit, one
+	// round of locks), each exactly as ClaimJob would, in the order given:
+	// results[i] is the outcome of claims[i]. A claim that ClaimJob would
+	// refuse (ErrConflict, ErrNotFound) fails alone; an error of the database
+	// fails them all and is returned as err.
+	ClaimJobs(ctx context.Context, claims []Claim, lease time.Duration) (results []ClaimResult, err error)
 	// StartJob moves the job from assigned to running (Started=at, also in the
 	// attempt's history). Fenced.
 	// Calling it again for a running job with the same attempt is a no-op.
@@ -267,6 +276,19 @@ type RetentionStore interface {
 	// JobsWithLogs returns which of ids are jobs that exist and whose log
 	// was not purged.
 	JobsWithLogs(ctx context.Context, ids []int64) (map[int64]bool, error)
+}
+
+// Claim asks for job JobID to be given to agent AgentID (JobStore.ClaimJobs).
+type Claim struct {
+	JobID   int64
+	AgentID int64
+}
+
+// ClaimResult is the outcome of one Claim: the claimed job with its steps, or
+// why it was refused.
+type ClaimResult struct {
+	Job ci.Job
+	Err error
 }
 
 // LogPos is a position in a job's log, whose chunks are ordered by

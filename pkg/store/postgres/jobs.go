@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -206,8 +207,18 @@ func (s *Store) ListQueuedJobs(ctx context.Context, limit int) ([]ci.Job, error)
 	return out, nil
 }
 
+func (s *Store) ListQueuedJobsAfter(ctx context.Context, runID, jobID int64, limit int) ([]ci.Job, error) {
+	out, err := queryAll(ctx, s, s.q(), scanJob, queuedJobsAfterQuery, runID, jobID, sqlLimit(limit))
+	if err != nil {
+		return nil, fmt.Errorf("list queued jobs after job %d: %w", jobID, err)
+	}
+	return out, nil
+}
+
 const (
-	queuedJobsQuery  = `SELECT ` + jobCols + ` FROM jobs WHERE state = 'queued' ORDER BY run_id, id LIMIT $1`
+	queuedJobsQuery      = `SELECT ` + jobCols + ` FROM jobs WHERE state = 'queued' ORDER BY run_id, id LIMIT $1`
+	queuedJobsAfterQuery = `SELECT ` + jobCols + ` FROM jobs WHERE state = 'queued' AND (run_id, id) > ($1, $2)
+		ORDER BY run_id, id LIMIT $3`
 	expiredJobsQuery = `SELECT ` + jobCols + ` FROM jobs
 		WHERE state IN ('assigned', 'running') AND lease_until < $1 ORDER BY lease_until, id`
 )
@@ -223,50 +234,90 @@ func (s *Store) ClaimJob(ctx context.Context, jobID, agentID int64, lease time.D
 	}
 	var j ci.Job
 	err := s.write(ctx, func(tx querier) error {
-		h, err := getJobHead(ctx, tx, jobID, lockJob)
-		if err != nil {
-			return err
-		}
-		var authorized, disabled bool
-		var current *int64
-		var name string
-		err = tx.QueryRow(ctx, `SELECT name, authorized, disabled, job_id FROM agents WHERE id = $1 FOR NO KEY UPDATE`,
-			agentID).Scan(&name, &authorized, &disabled, &current)
-		if err != nil {
-			return notFound(err, "agent", agentID)
-		}
-		switch {
-		case !authorized:
-			return fmt.Errorf("agent %d is not authorized: %w", agentID, ci.ErrConflict)
-		case disabled:
-			return fmt.Errorf("agent %d is disabled: %w", agentID, ci.ErrConflict)
-		case current != nil:
-			return fmt.Errorf("agent %d is busy with job %d: %w", agentID, *current, ci.ErrConflict)
-		case h.state != ci.JobQueued:
-			return fmt.Errorf("job is %s, not %s: %w", h.state, ci.JobQueued, ci.ErrConflict)
-		}
-		// The claim time is taken under the locks, so it is never before
-		// the previous attempt's times.
-		now := s.now()
-		if _, err := tx.Exec(ctx, `
-			UPDATE jobs SET state = $1, attempt = attempt + 1, agent_id = $2, assigned = $3, lease_until = $4
-			WHERE id = $5`,
-			ci.JobAssigned, agentID, now, now.Add(lease), jobID); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `UPDATE agents SET job_id = $1 WHERE id = $2`, jobID, agentID); err != nil {
-			return err
-		}
-		if j, err = getJobWithSteps(ctx, s, tx, jobID); err != nil {
-			return err
-		}
-		_, err = tx.Exec(ctx, `
-			INSERT INTO job_attempts (job_id, attempt, agent_id, agent, assigned) VALUES ($1, $2, $3, $4, $5)`,
-			jobID, j.Attempt, agentID, name, now)
+		var err error
+		j, err = s.claimJob(ctx, tx, jobID, agentID, lease)
 		return err
 	})
 	if err != nil {
 		return ci.Job{}, fmt.Errorf("claim job %d for agent %d: %w", jobID, agentID, err)
+	}
+	return j, nil
+}
+
+func (s *Store) ClaimJobs(ctx context.Context, claims []store.Claim, lease time.Duration) ([]store.ClaimResult, error) {
+	if lease <= 0 {
+		return nil, fmt.Errorf("claim jobs: lease %v is not positive: %w", lease, ci.ErrInvalid)
+	}
+	var results []store.ClaimResult
+	err := s.write(ctx, func(tx querier) error {
+		results = make([]store.ClaimResult, len(claims))
+		// Claims run in the order given (the dispatcher's FIFO order). Two
+		// replicas' batches that lock rows in a cycle make PostgreSQL abort
+		// one of them, which write retries.
+		for i, c := range claims {
+			j, err := s.claimJob(ctx, tx, c.JobID, c.AgentID, lease)
+			if err != nil && !errors.Is(err, ci.ErrConflict) && !errors.Is(err, ci.ErrNotFound) {
+				return err
+			}
+			if err != nil {
+				err = fmt.Errorf("claim job %d for agent %d: %w", c.JobID, c.AgentID, err)
+			}
+			results[i] = store.ClaimResult{Job: j, Err: err}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim %d jobs: %w", len(claims), err)
+	}
+	return results, nil
+}
+
+// claimJob is ClaimJob inside tx. It changes nothing when it returns
+// ErrConflict or ErrNotFound.
+func (s *Store) claimJob(ctx context.Context, tx querier, jobID, agentID int64, lease time.Duration) (ci.Job, error) {
+	h, err := getJobHead(ctx, tx, jobID, lockJob)
+	if err != nil {
+		return ci.Job{}, err
+	}
+	var authorized, disabled bool
+	var current *int64
+	var name string
+	err = tx.QueryRow(ctx, `SELECT name, authorized, disabled, job_id FROM agents WHERE id = $1 FOR NO KEY UPDATE`,
+		agentID).Scan(&name, &authorized, &disabled, &current)
+	if err != nil {
+		return ci.Job{}, notFound(err, "agent", agentID)
+	}
+	switch {
+	case !authorized:
+		return ci.Job{}, fmt.Errorf("agent %d is not authorized: %w", agentID, ci.ErrConflict)
+	case disabled:
+		return ci.Job{}, fmt.Errorf("agent %d is disabled: %w", agentID, ci.ErrConflict)
+	case current != nil:
+		return ci.Job{}, fmt.Errorf("agent %d is busy with job %d: %w", agentID, *current, ci.ErrConflict)
+	case h.state != ci.JobQueued:
+		return ci.Job{}, fmt.Errorf("job is %s, not %s: %w", h.state, ci.JobQueued, ci.ErrConflict)
+	}
+	// The claim time is taken under the locks, so it is never before
+	// the previous attempt's times.
+	now := s.now()
+	if _, err := tx.Exec(ctx, `
+		UPDATE jobs SET state = $1, attempt = attempt + 1, agent_id = $2, assigned = $3, lease_until = $4
+		WHERE id = $5`,
+		ci.JobAssigned, agentID, now, now.Add(lease), jobID); err != nil {
+		return ci.Job{}, err
+	}
+	if _, err := tx.Exec(ctx, `UPDATE agents SET job_id = $1 WHERE id = $2`, jobID, agentID); err != nil {
+		return ci.Job{}, err
+	}
+	j, err := getJobWithSteps(ctx, s, tx, jobID)
+	if err != nil {
+		return ci.Job{}, err
+	}
+	_, err = tx.Exec(ctx, `
+		INSERT INTO job_attempts (job_id, attempt, agent_id, agent, assigned) VALUES ($1, $2, $3, $4, $5)`,
+		jobID, j.Attempt, agentID, name, now)
+	if err != nil {
+		return ci.Job{}, err
 	}
 	return j, nil
 }

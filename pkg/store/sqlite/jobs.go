@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 
@@ -224,9 +225,20 @@ func (s *Store) ListQueuedJobs(ctx context.Context, limit int) ([]ci.Job, error)
 	return out, nil
 }
 
+func (s *Store) ListQueuedJobsAfter(ctx context.Context, runID, jobID int64, limit int) ([]ci.Job, error) {
+	out, err := queryAll(ctx, s.r, scanJob, queuedJobsAfterQuery, runID, runID, jobID, sqlLimit(limit))
+	if err != nil {
+		return nil, fmt.Errorf("list queued jobs after job %d: %w", jobID, err)
+	}
+	return out, nil
+}
+
 // Queries whose plans TestQueryPlans checks.
 const (
-	queuedJobsQuery  = `SELECT ` + jobCols + ` FROM jobs WHERE state = 'queued' ORDER BY run_id, id LIMIT ?`
+	queuedJobsQuery = `SELECT ` + jobCols + ` FROM jobs WHERE state = 'queued' ORDER BY run_id, id LIMIT ?`
+	// The expanded row comparison keeps the jobs_queue index usable.
+	queuedJobsAfterQuery = `SELECT ` + jobCols + ` FROM jobs WHERE state = 'queued'
+		AND run_id >= ? AND (run_id > ? OR id > ?) ORDER BY run_id, id LIMIT ?`
 	expiredJobsQuery = `SELECT ` + jobCols + ` FROM jobs
 		WHERE state IN ('assigned', 'running') AND lease_until < ? ORDER BY lease_until, id`
 )
@@ -247,51 +259,95 @@ func (s *Store) ClaimJob(ctx context.Context, jobID, agentID int64, lease time.D
 	now := s.now()
 	var j ci.Job
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		var authorized, disabled bool
-		var current sql.NullInt64
-		var name string
-		err := tx.QueryRowContext(ctx, `SELECT name, authorized, disabled, job_id FROM agents WHERE id = ?`, agentID).
-			Scan(&name, &authorized, &disabled, &current)
-		if err != nil {
-			return notFound(err, "agent", agentID)
-		}
-		switch {
-		case !authorized:
-			return fmt.Errorf("agent %d is not authorized: %w", agentID, ci.ErrConflict)
-		case disabled:
-			return fmt.Errorf("agent %d is disabled: %w", agentID, ci.ErrConflict)
-		case current.Valid:
-			return fmt.Errorf("agent %d is busy with job %d: %w", agentID, current.Int64, ci.ErrConflict)
-		}
-		res, err := tx.ExecContext(ctx, `
-			UPDATE jobs SET state = ?, attempt = attempt + 1, agent_id = ?, assigned = ?, lease_until = ?
-			WHERE id = ? AND state = ?`,
-			ci.JobAssigned, agentID, ms(now), ms(now.Add(lease)), jobID, ci.JobQueued)
-		if err != nil {
-			return err
-		}
-		if ok, err := affected(res); err != nil {
-			return err
-		} else if !ok {
-			cur, err := getJob(ctx, tx, jobID)
-			if err != nil {
-				return err
-			}
-			return fmt.Errorf("job is %s, not %s: %w", cur.State, ci.JobQueued, ci.ErrConflict)
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE agents SET job_id = ? WHERE id = ?`, jobID, agentID); err != nil {
-			return err
-		}
-		if j, err = getJobWithSteps(ctx, tx, jobID); err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, `
-			INSERT INTO job_attempts (job_id, attempt, agent_id, agent, assigned) VALUES (?, ?, ?, ?, ?)`,
-			jobID, j.Attempt, agentID, name, ms(now))
+		var err error
+		j, err = claimJob(ctx, tx, jobID, agentID, now, lease)
 		return err
 	})
 	if err != nil {
 		return ci.Job{}, fmt.Errorf("claim job %d for agent %d: %w", jobID, agentID, err)
+	}
+	return j, nil
+}
+
+func (s *Store) ClaimJobs(ctx context.Context, claims []store.Claim, lease time.Duration) ([]store.ClaimResult, error) {
+	if lease <= 0 {
+		return nil, fmt.Errorf("claim jobs: lease %v is not positive: %w", lease, ci.ErrInvalid)
+	}
+	now := s.now()
+	var results []store.ClaimResult
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		results = make([]store.ClaimResult, len(claims))
+		for i, c := range claims {
+			j, err := claimJob(ctx, tx, c.JobID, c.AgentID, now, lease)
+			if err != nil && !refusedClaim(err) {
+				return err
+			}
+			if err != nil {
+				err = fmt.Errorf("claim job %d for agent %d: %w", c.JobID, c.AgentID, err)
+			}
+			results[i] = store.ClaimResult{Job: j, Err: err}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim %d jobs: %w", len(claims), err)
+	}
+	return results, nil
+}
+
+// refusedClaim tells a claim that was refused before it changed anything
+// from a failure of the database.
+func refusedClaim(err error) bool {
+	return errors.Is(err, ci.ErrConflict) || errors.Is(err, ci.ErrNotFound)
+}
+
+// claimJob is ClaimJob inside tx. It changes nothing when it returns
+// ErrConflict or ErrNotFound.
+func claimJob(ctx context.Context, tx *sql.Tx, jobID, agentID int64, now time.Time, lease time.Duration) (ci.Job, error) {
+	var authorized, disabled bool
+	var current sql.NullInt64
+	var name string
+	err := tx.QueryRowContext(ctx, `SELECT name, authorized, disabled, job_id FROM agents WHERE id = ?`, agentID).
+		Scan(&name, &authorized, &disabled, &current)
+	if err != nil {
+		return ci.Job{}, notFound(err, "agent", agentID)
+	}
+	switch {
+	case !authorized:
+		return ci.Job{}, fmt.Errorf("agent %d is not authorized: %w", agentID, ci.ErrConflict)
+	case disabled:
+		return ci.Job{}, fmt.Errorf("agent %d is disabled: %w", agentID, ci.ErrConflict)
+	case current.Valid:
+		return ci.Job{}, fmt.Errorf("agent %d is busy with job %d: %w", agentID, current.Int64, ci.ErrConflict)
+	}
+	res, err := tx.ExecContext(ctx, `
+		UPDATE jobs SET state = ?, attempt = attempt + 1, agent_id = ?, assigned = ?, lease_until = ?
+		WHERE id = ? AND state = ?`,
+		ci.JobAssigned, agentID, ms(now), ms(now.Add(lease)), jobID, ci.JobQueued)
+	if err != nil {
+		return ci.Job{}, err
+	}
+	if ok, err := affected(res); err != nil {
+		return ci.Job{}, err
+	} else if !ok {
+		cur, err := getJob(ctx, tx, jobID)
+		if err != nil {
+			return ci.Job{}, err
+		}
+		return ci.Job{}, fmt.Errorf("job is %s, not %s: %w", cur.State, ci.JobQueued, ci.ErrConflict)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE agents SET job_id = ? WHERE id = ?`, jobID, agentID); err != nil {
+		return ci.Job{}, err
+	}
+	j, err := getJobWithSteps(ctx, tx, jobID)
+	if err != nil {
+		return ci.Job{}, err
+	}
+	_, err = tx.ExecContext(ctx, `
+		INSERT INTO job_attempts (job_id, attempt, agent_id, agent, assigned) VALUES (?, ?, ?, ?, ?)`,
+		jobID, j.Attempt, agentID, name, ms(now))
+	if err != nil {
+		return ci.Job{}, err
 	}
 	return j, nil
 }

@@ -80,7 +80,7 @@ func Open(ctx context.Context, path string, logger *slog.Logger) (*Store, error)
 
 	// The writer is opened (and the journal mode set) first, so the read pool
 	// never races to convert a new file to WAL.
-	w, err := sql.Open("sqlite", dsn(path, "_txlock=immediate",
+	w, err := openCached(dsn(path, "_txlock=immediate",
 		"_pragma=journal_mode(WAL)", "_pragma=synchronous(NORMAL)"))
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
@@ -95,7 +95,7 @@ func Open(ctx context.Context, path string, logger *slog.Logger) (*Store, error)
 		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
 	}
 
-	r, err := sql.Open("sqlite", dsn(path, "_pragma=query_only(1)"))
+	r, err := openCached(dsn(path, "_pragma=query_only(1)"))
 	if err != nil {
 		_ = w.Close()
 		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)

@@ -217,6 +217,7 @@ func TestQueryPlans(t *testing.T) {
 		index string
 	}{
 		{"queue in FIFO order", queuedJobsQuery, []any{-1}, "jobs_queue"},
+		{"queue page", queuedJobsAfterQuery, []any{1, 1, 5, -1}, "jobs_queue"},
 		{"open jobs of a run", `SELECT 1 FROM jobs WHERE jobs.run_id = 1
 			AND jobs.covered = 0 AND jobs.state <> 'completed'`, nil, "jobs_open"},
 		{"expired leases", expiredJobsQuery, []any{5}, "jobs_active"},

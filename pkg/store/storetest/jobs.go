@@ -304,6 +304,66 @@ func claimCases() []testCase {
 			_, err = s.ClaimJob(f.ctx, jobs[1].ID, idle.ID, 0)
 			require.ErrorIs(t, err, ci.ErrInvalid, "no lease")
 		}},
+		{"claim several jobs in one call", func(t *testing.T, s store.Store) {
+			f := newFx(t, s)
+			_, jobs := f.queued(4, 2)
+			a1 := f.agent("a1", true)
+			a2 := f.agent("a2", true)
+			a3 := f.agent("a3", true)
+			discovered := f.agent("discovered", false)
+			busy := f.agent("busy", true)
+			f.claim(jobs[3].ID, busy.ID)
+
+			res, err := s.ClaimJobs(f.ctx, []store.Claim{
+				{JobID: jobs[2].ID, AgentID: a1.ID},         // ok (order is not the job order)
+				{JobID: jobs[0].ID, AgentID: a2.ID},         // ok
+				{JobID: jobs[0].ID, AgentID: a3.ID},         // the job went to a2 just before
+				{JobID: jobs[1].ID, AgentID: a1.ID},         // a1 got jobs[2] just before
+				{JobID: jobs[1].ID, AgentID: discovered.ID}, // unauthorized
+				{JobID: jobs[3].ID, AgentID: a3.ID},         // already assigned
+				{JobID: 4242, AgentID: a3.ID},               // missing job
+				{JobID: jobs[1].ID, AgentID: 4242},          // missing agent
+			}, 30*time.Second)
+			require.NoError(t, err)
+			require.Len(t, res, 8)
+			for i, want := range []error{nil, nil, ci.ErrConflict, ci.ErrConflict, ci.ErrConflict, ci.ErrConflict, ci.ErrNotFound, ci.ErrNotFound} {
+				if want == nil {
+					require.NoError(t, res[i].Err, "claim %d", i)
+				} else {
+					require.ErrorIs(t, res[i].Err, want, "claim %d", i)
+				}
+			}
+			for _, c := range []struct {
+				r     store.ClaimResult
+				job   int64
+				agent int64
+			}{{res[0], jobs[2].ID, a1.ID}, {res[1], jobs[0].ID, a2.ID}} {
+				require.Equal(t, c.job, c.r.Job.ID)
+				require.Equal(t, ci.JobAssigned, c.r.Job.State)
+				require.Equal(t, 1, c.r.Job.Attempt)
+				require.Equal(t, c.agent, c.r.Job.AgentID)
+				require.Len(t, c.r.Job.Steps, 2)
+				require.Equal(t, c.r.Job, f.job(c.job))
+				require.Equal(t, c.job, f.getAgent(c.agent).JobID)
+				hist, err := s.ListJobAttempts(f.ctx, c.job)
+				require.NoError(t, err)
+				require.Len(t, hist, 1)
+				require.Equal(t, c.agent, hist[0].AgentID)
+			}
+			// The refused claims changed nothing.
+			j := f.job(jobs[1].ID)
+			require.Equal(t, ci.JobQueued, j.State)
+			require.Zero(t, j.Attempt)
+			require.Zero(t, f.getAgent(a3.ID).JobID)
+			require.Zero(t, f.getAgent(discovered.ID).JobID)
+			require.Equal(t, 1, f.job(jobs[3].ID).Attempt)
+
+			res, err = s.ClaimJobs(f.ctx, nil, time.Minute)
+			require.NoError(t, err)
+			require.Empty(t, res)
+			_, err = s.ClaimJobs(f.ctx, []store.Claim{{JobID: jobs[1].ID, AgentID: a3.ID}}, 0)
+			require.ErrorIs(t, err, ci.ErrInvalid, "no lease")
+		}},
 		{"queue is FIFO by run creation then job id", func(t *testing.T, s store.Store) {
 			f := newFx(t, s)
 			fl := f.newFlow()
@@ -331,6 +391,17 @@ func claimCases() []testCase {
 			queued, err = s.ListQueuedJobs(f.ctx, 3)
 			require.NoError(t, err)
 			require.Equal(t, want[:3], jobIDs(queued))
+			// Pages: after a job comes the rest of the queue in the same
+			// order, also across runs whose jobs have lower ids.
+			for i, q := range queued {
+				next, err := s.ListQueuedJobsAfter(f.ctx, q.RunID, q.ID, 2)
+				require.NoError(t, err)
+				require.Equal(t, want[i+1:min(i+3, len(want))], jobIDs(next), "after %d", q.ID)
+			}
+			last := f.job(want[len(want)-1])
+			next, err := s.ListQueuedJobsAfter(f.ctx, last.RunID, last.ID, 0)
+			require.NoError(t, err)
+			require.Empty(t, next)
 
 			a := f.agent("a", true)
 			f.claim(want[0], a.ID)
