@@ -18,7 +18,11 @@ func schemaError(what string, err error) error {
 	if !errors.As(err, &ps) {
 		return err
 	}
-	ae := api.Errorf(http.StatusBadRequest, api.CodeInvalidSchema, "%s is invalid (%d problem(s))", what, len(ps))
+	plural := "s"
+	if len(ps) == 1 {
+		plural = ""
+	}
+	ae := api.Errorf(http.StatusBadRequest, api.CodeInvalidSchema, "%s is invalid (%d problem%s)", what, len(ps), plural)
 	for _, p := range ps {
 		ae.Details = append(ae.Details, api.ErrorDetail{File: p.File, Line: p.Line, Col: p.Col, Key: p.Key, Message: p.Message})
 	}

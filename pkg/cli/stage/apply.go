@@ -199,10 +199,6 @@ func printProblems(w io.Writer, file string, ae *api.Error) {
 		d.File = file
 		fmt.Fprintln(w, d.String())
 	}
-	n := len(ae.Details)
-	plural := "s"
-	if n == 1 {
-		plural = ""
-	}
-	fmt.Fprintf(w, "error: %s: %s (%d problem%s); the stage was not changed\n", file, ae.Message, n, plural)
+	// The server's message already counts the problems.
+	fmt.Fprintf(w, "error: %s: %s; the stage was not changed\n", file, ae.Message)
 }
