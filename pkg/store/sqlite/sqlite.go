@@ -22,6 +22,11 @@
 // at every commit), but never corrupts the database. foreign_keys=ON makes the
 // ON DELETE CASCADE rules of the schema effective.
 //
+// A third connection checkpoints in the background (PASSIVE) after every
+// MiB of log chunks, so the writer does not copy the WAL's pages into the
+// database file itself; the writer checkpoints only when the WAL reaches
+// writerAutoCheckpoint pages (see checkpoint.go).
+//
 // # Data
 //
 // Times are stored as INTEGER unix milliseconds and returned as time.Time in
@@ -107,7 +112,9 @@ func Open(ctx context.Context, path string, logger *slog.Logger) (*Store, error)
 	r.SetMaxIdleConns(n)
 	s.r = r
 
-	c, err := openCached(dsn(path))
+	// Same syncs as the writer: the checkpoint syncs the WAL before it copies
+	// and the database file after.
+	c, err := openCached(dsn(path, "_pragma=synchronous(NORMAL)"))
 	if err != nil {
 		_ = s.Close()
 		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)

@@ -61,6 +61,7 @@ func TestPragmas(t *testing.T) {
 		{"foreign_keys", func() querier { return s.w }, "1"},
 		{"synchronous", func() querier { return s.w }, "1"}, // NORMAL
 		{"wal_autocheckpoint", func() querier { return s.w }, strconv.Itoa(writerAutoCheckpoint)},
+		{"synchronous", func() querier { return s.ckpt.db }, "1"},
 		{"busy_timeout", func() querier { return s.w }, strconv.FormatInt(busyTimeout.Milliseconds(), 10)},
 		{"foreign_keys", func() querier { return s.r }, "1"},
 		{"query_only", func() querier { return s.r }, "1"},
