@@ -57,6 +57,9 @@ func (s *Store) AppendLog(ctx context.Context, c ci.LogChunk) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("append log of job %d attempt %d step %d seq %d: %w", c.JobID, c.Attempt, c.Step, c.Seq, err)
 	}
+	if inserted {
+		s.ckpt.wrote(len(data))
+	}
 	return inserted, nil
 }
 

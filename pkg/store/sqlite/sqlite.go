@@ -22,6 +22,11 @@
 // at every commit), but never corrupts the database. foreign_keys=ON makes the
 // ON DELETE CASCADE rules of the schema effective.
 //
+// A third connection checkpoints in the background (PASSIVE) after every
+// MiB of log chunks, so the writer does not copy the WAL's pages into the
+// database file itself; the writer checkpoints only when the WAL reaches
+// writerAutoCheckpoint pages (see checkpoint.go).
+//
 // # Data
 //
 // Times are stored as INTEGER unix milliseconds and returned as time.Time in
@@ -63,6 +68,7 @@ const busyTimeout = 10 * time.Second
 type Store struct {
 	w    *sql.DB // exactly one connection: all writes
 	r    *sql.DB // query_only connections: reads
+	ckpt *checkpointer
 	log  *slog.Logger
 	path string
 }
@@ -81,7 +87,8 @@ func Open(ctx context.Context, path string, logger *slog.Logger) (*Store, error)
 	// The writer is opened (and the journal mode set) first, so the read pool
 	// never races to convert a new file to WAL.
 	w, err := openCached(dsn(path, "_txlock=immediate",
-		"_pragma=journal_mode(WAL)", "_pragma=synchronous(NORMAL)"))
+		"_pragma=journal_mode(WAL)", "_pragma=synchronous(NORMAL)",
+		"_pragma=wal_autocheckpoint("+strconv.Itoa(writerAutoCheckpoint)+")"))
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
 	}
@@ -104,6 +111,19 @@ func Open(ctx context.Context, path string, logger *slog.Logger) (*Store, error)
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
 	s.r = r
+
+	// Same syncs as the writer: the checkpoint syncs the WAL before it copies
+	// and the database file after.
+	c, err := openCached(dsn(path, "_pragma=synchronous(NORMAL)"))
+	if err != nil {
+		_ = s.Close()
+		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
+	}
+	c.SetMaxOpenConns(1)
+	c.SetMaxIdleConns(1)
+	c.SetConnMaxIdleTime(0)
+	c.SetConnMaxLifetime(0)
+	s.ckpt = newCheckpointer(c, logger)
 
 	if err := s.migrate(ctx); err != nil {
 		_ = s.Close()
@@ -146,6 +166,9 @@ func (s *Store) checkWriter(ctx context.Context) error {
 // recommends for long-lived connections.
 func (s *Store) Close() error {
 	var errs []error
+	if s.ckpt != nil {
+		errs = append(errs, s.ckpt.close())
+	}
 	if s.w != nil {
 		if _, err := s.w.Exec("PRAGMA optimize"); err != nil {
 			s.log.Warn("sqlite optimize on close failed", "path", s.path, "error", err)

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
@@ -59,6 +60,8 @@ func TestPragmas(t *testing.T) {
 		{"journal_mode", func() querier { return s.w }, "wal"},
 		{"foreign_keys", func() querier { return s.w }, "1"},
 		{"synchronous", func() querier { return s.w }, "1"}, // NORMAL
+		{"wal_autocheckpoint", func() querier { return s.w }, strconv.Itoa(writerAutoCheckpoint)},
+		{"synchronous", func() querier { return s.ckpt.db }, "1"},
 		{"busy_timeout", func() querier { return s.w }, strconv.FormatInt(busyTimeout.Milliseconds(), 10)},
 		{"foreign_keys", func() querier { return s.r }, "1"},
 		{"query_only", func() querier { return s.r }, "1"},
@@ -417,30 +420,86 @@ func BenchmarkClaimComplete(b *testing.B) {
 func BenchmarkAppendLog(b *testing.B) {
 	s := openTest(b)
 	ctx := context.Background()
-	p := ci.Project{Name: "p"}
-	require.NoError(b, s.CreateProject(ctx, &p))
-	br := ci.Branch{ProjectID: p.ID, Name: "main"}
-	require.NoError(b, s.CreateBranch(ctx, &br))
-	fl := ci.Flow{BranchID: br.ID, Kind: ci.FlowCI}
-	require.NoError(b, s.CreateFlow(ctx, &fl))
-	jobs := []*ci.Job{{Name: "j", Steps: []ci.Step{{Tool: "shell"}}}}
-	require.NoError(b, s.CreateRun(ctx, &ci.Run{FlowID: fl.ID, StageName: "build", State: ci.RunInProgress}, jobs))
-	a, err := s.RegisterAgent(ctx, ci.Agent{UUID: "u", Name: "a"}, time.Now())
-	require.NoError(b, err)
-	_, err = s.UpdateAgent(ctx, a.ID, store.AgentUpdate{Authorized: new(true)})
-	require.NoError(b, err)
-	_, err = s.ClaimJob(ctx, jobs[0].ID, a.ID, time.Hour)
-	require.NoError(b, err)
+	jobID := claimedJob(b, s)
 	data := []byte(strings.Repeat("building target 42: compiling module x ... ok\n", 64<<10/46+1)[:64<<10])
 
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
-		if _, err := s.AppendLog(ctx, ci.LogChunk{JobID: jobs[0].ID, Attempt: 1, Step: 0, Seq: int64(i), Data: data}); err != nil {
+		if _, err := s.AppendLog(ctx, ci.LogChunk{JobID: jobID, Attempt: 1, Step: 0, Seq: int64(i), Data: data}); err != nil {
 			b.Fatal(err)
 		}
 	}
+}
+
+// claimedJob creates a one-step job claimed by an agent (attempt 1) and
+// returns its ID.
+func claimedJob(t testing.TB, s *Store) int64 {
+	t.Helper()
+	ctx := context.Background()
+	p := ci.Project{Name: "p"}
+	require.NoError(t, s.CreateProject(ctx, &p))
+	br := ci.Branch{ProjectID: p.ID, Name: "main"}
+	require.NoError(t, s.CreateBranch(ctx, &br))
+	fl := ci.Flow{BranchID: br.ID, Kind: ci.FlowCI}
+	require.NoError(t, s.CreateFlow(ctx, &fl))
+	jobs := []*ci.Job{{Name: "j", Steps: []ci.Step{{Tool: "shell"}}}}
+	require.NoError(t, s.CreateRun(ctx, &ci.Run{FlowID: fl.ID, StageName: "build", State: ci.RunInProgress}, jobs))
+	a, err := s.RegisterAgent(ctx, ci.Agent{UUID: "u", Name: "a"}, time.Now())
+	require.NoError(t, err)
+	_, err = s.UpdateAgent(ctx, a.ID, store.AgentUpdate{Authorized: new(true)})
+	require.NoError(t, err)
+	_, err = s.ClaimJob(ctx, jobs[0].ID, a.ID, time.Hour)
+	require.NoError(t, err)
+	return jobs[0].ID
+}
+
+// TestBackgroundCheckpoint: log chunks committed by the writer are copied
+// from the WAL into the database file by the background checkpointer, long
+// before the writer's own checkpoint threshold, and read back intact.
+func TestBackgroundCheckpoint(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "kk.db")
+	s := openAt(t, path)
+	ctx := t.Context()
+	jobID := claimedJob(t, s)
+	before, err := os.Stat(path)
+	require.NoError(t, err)
+
+	const chunk = 256 << 10
+	total := 2 * checkpointEvery
+	require.Less(t, total, writerAutoCheckpoint*4096/2, "the writer must not reach its own checkpoint")
+	var want []byte
+	for seq := range total / chunk {
+		data := bytes.Repeat([]byte{byte('a' + seq)}, chunk)
+		want = append(want, data...)
+		inserted, err := s.AppendLog(ctx, ci.LogChunk{JobID: jobID, Attempt: 1, Step: 0, Seq: int64(seq), Data: data})
+		require.NoError(t, err)
+		require.True(t, inserted)
+	}
+	// Only a checkpoint grows the database file by the chunks' pages.
+	deadline := time.Now().Add(10 * time.Second)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		st, err := os.Stat(path)
+		require.NoError(t, err)
+		if st.Size()-before.Size() >= int64(checkpointEvery) {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "database file grew by %d bytes; want >= %d after a background checkpoint",
+			st.Size()-before.Size(), checkpointEvery)
+		<-tick.C
+	}
+	chunks, err := s.ReadLogs(ctx, jobID, 1, 0, store.LogPos{Seq: -1}, 0)
+	require.NoError(t, err)
+	var got []byte
+	for i, c := range chunks {
+		require.Equal(t, int64(i), c.Seq)
+		got = append(got, c.Data...)
+	}
+	require.True(t, bytes.Equal(want, got), "read back %d bytes, want %d", len(got), len(want))
 }
 
 // TestMigrateAttempts upgrades a database of schema version 1 that holds a
