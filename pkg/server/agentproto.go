@@ -103,6 +103,8 @@ func (s *Server) agentRegister(w http.ResponseWriter, r *http.Request) error {
 		if err := s.cfg.Store.SetAgentCredential(ctx, a.ID, auth.HashToken(cred)); err != nil {
 			return err
 		}
+		// The agent's previous credential, if any, is no longer valid.
+		s.revokeCreds()
 		resp.Credential = cred
 		s.cfg.Logger.Info("agent credential issued", "agent_id", a.ID, "agent", a.Name)
 	} else if resp.Message == "" {
