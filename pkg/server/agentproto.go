@@ -407,18 +407,6 @@ func (s *Server) agentHeartbeat(w http.ResponseWriter, r *http.Request) error {
 	if req.Attempt <= 0 {
 		return badRequest("attempt must be the assignment's attempt number (>= 1)")
 	}
-	// One read serves both checks.
-	cur, err := s.cfg.Store.GetJob(ctx, id)
-	// The agent's completion may be processed while its heartbeat is on the
-	// way: that attempt is over, not stale (a 409 would make the agent think
-	// it abandoned a job it finished).
-	if err == nil && finishedAttempt(cur, a.ID, req.Attempt) {
-		return writeJSON(w, http.StatusOK, over)
-	}
-	j, err := checkAgentJob(a, id, req.Attempt, cur, err)
-	if err != nil {
-		return err
-	}
 	// A held heartbeat counts as presence from before it subscribes: whoever
 	// sees the subscription (a cancel, a test) sees the agent present.
 	release := func() {}
@@ -426,16 +414,30 @@ func (s *Server) agentHeartbeat(w http.ResponseWriter, r *http.Request) error {
 		release = sync.OnceFunc(s.hold(ctx, a.ID))
 		defer release()
 	}
-	// Subscribe before checking, so a cancel between check and wait is seen.
-	wake, unsubscribe := s.cfg.Hub.Subscribe(engine.CancelKey(j.ID))
+	// Subscribe before renewing, so a cancel between renewal and wait is seen.
+	wake, unsubscribe := s.cfg.Hub.Subscribe(engine.CancelKey(id))
 	defer unsubscribe()
-	renewed, err := s.cfg.Store.RenewLease(ctx, j.ID, req.Attempt, s.cfg.Now().Add(lease))
-	if err != nil {
+	// One statement fences (attempt, agent), renews the lease and marks the
+	// agent seen; only a refused renewal reads the job, to tell why.
+	now := s.cfg.Now()
+	renewed, err := s.cfg.Store.RenewAgentLease(ctx, id, req.Attempt, a.ID, now.Add(lease), now)
+	if errors.Is(err, ci.ErrStaleAttempt) || errors.Is(err, ci.ErrNotFound) {
+		cur, gerr := s.cfg.Store.GetJob(ctx, id)
+		// The agent's completion may be processed while its heartbeat is on
+		// the way: that attempt is over, not stale (a 409 would make the
+		// agent think it abandoned a job it finished).
+		if gerr == nil && finishedAttempt(cur, a.ID, req.Attempt) {
+			return writeJSON(w, http.StatusOK, over)
+		}
+		if _, cerr := checkAgentJob(a, id, req.Attempt, cur, gerr); cerr != nil {
+			return cerr
+		}
 		return staleOr(err)
 	}
-	if err := s.cfg.Store.TouchAgent(ctx, a.ID, s.cfg.Now(), nil); err != nil {
+	if err != nil {
 		return err
 	}
+	j := renewed
 	resp := api.HeartbeatResponse{LeaseSeconds: int(lease / time.Second), Cancel: renewed.CancelRequested != nil}
 	if resp.Cancel || wait == 0 {
 		return writeJSON(w, http.StatusOK, resp)
@@ -454,7 +456,7 @@ func (s *Server) agentHeartbeat(w http.ResponseWriter, r *http.Request) error {
 		return api.Errorf(http.StatusServiceUnavailable, api.CodeUnavailable, "kkd is shutting down: retry the heartbeat")
 	}
 	// The job may have been cancelled, completed or requeued meanwhile.
-	cur, err = s.cfg.Store.GetJob(ctx, j.ID)
+	cur, err := s.cfg.Store.GetJob(ctx, j.ID)
 	if err != nil && !errors.Is(err, ci.ErrNotFound) {
 		return err
 	}

@@ -178,6 +178,11 @@ type JobStore interface {
 	// job (without steps; CancelRequested tells the agent to stop). Fenced: a completed job or another attempt gives
 	// ErrStaleAttempt, which is how an agent learns that it must stop.
 	RenewLease(ctx context.Context, jobID int64, attempt int, until time.Time) (ci.Job, error)
+	// RenewAgentLease is an agent's heartbeat: RenewLease fenced also by the
+	// job's agent (a job that agentID does not run under attempt gives
+	// ErrStaleAttempt), and the agent's LastSeen=seen, in one transaction. The
+	// fence is part of the UPDATE itself (no read before the write).
+	RenewAgentLease(ctx context.Context, jobID int64, attempt int, agentID int64, until, seen time.Time) (ci.Job, error)
 	// UpdateStep stores Status, ExitCode, Reason, Message, Started and Finished of
 	// step st.Index of the job. Fenced. Idempotent.
 	UpdateStep(ctx context.Context, jobID int64, attempt int, st ci.Step) error

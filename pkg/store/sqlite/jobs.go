@@ -452,6 +452,48 @@ func (s *Store) RenewLease(ctx context.Context, jobID int64, attempt int, until 
 	return j, nil
 }
 
+// RenewAgentLease extends the lease of the agent's current attempt and sets
+// the agent's LastSeen in one transaction. Fenced by attempt and agent inside
+// the UPDATE.
+func (s *Store) RenewAgentLease(ctx context.Context, jobID int64, attempt int, agentID int64, until, seen time.Time) (ci.Job, error) {
+	if attempt <= 0 {
+		return ci.Job{}, fmt.Errorf("renew lease of job %d: attempt %d must be >= 1: %w", jobID, attempt, ci.ErrInvalid)
+	}
+	var j ci.Job
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `
+			UPDATE jobs SET lease_until = ?
+			WHERE id = ? AND attempt = ? AND agent_id = ? AND state IN (?, ?)`,
+			ms(until), jobID, attempt, agentID, ci.JobAssigned, ci.JobRunning)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			h, err := getJobHead(ctx, tx, jobID)
+			if err != nil {
+				return err
+			}
+			return fmt.Errorf("job %d is %s at attempt %d, attempt %d of agent %d is over: %w",
+				jobID, h.state, h.attempt, attempt, agentID, ci.ErrStaleAttempt)
+		}
+		res, err = tx.ExecContext(ctx, `UPDATE agents SET last_seen = ? WHERE id = ?`, ms(seen), agentID)
+		if err != nil {
+			return err
+		}
+		if err := mustAffect(res, "agent", agentID); err != nil {
+			return err
+		}
+		j, err = getJob(ctx, tx, jobID)
+		return err
+	})
+	if err != nil {
+		return ci.Job{}, fmt.Errorf("renew lease of job %d: %w", jobID, err)
+	}
+	return j, nil
+}
+
 var stepStatuses = map[ci.StepStatus]bool{
 	ci.StepPending: true, ci.StepRunning: true, ci.StepOK: true, ci.StepFailed: true,
 	ci.StepTimeout: true, ci.StepSkipped: true, ci.StepCancelled: true, ci.StepError: true,
