@@ -376,15 +376,40 @@ func (s *Server) agentStart(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	j, err := s.agentJob(r, req.Attempt)
+	id, err := pathID(r, "id")
 	if err != nil {
 		return err
 	}
-	if err := s.cfg.Store.StartJob(r.Context(), j.ID, req.Attempt, s.cfg.Now()); err != nil {
-		return staleOr(err)
+	if req.Attempt <= 0 {
+		return badRequest("attempt must be the assignment's attempt number (>= 1)")
+	}
+	// The store fences by attempt and agent in the write's transaction; only
+	// a refused write reads the job, to tell the agent why.
+	if err := s.cfg.Store.StartAgentJob(r.Context(), id, req.Attempt, agentFrom(r).ID, s.cfg.Now()); err != nil {
+		return s.whyRefused(r, req.Attempt, err, nil)
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// whyRefused turns an agent's write that the store refused (err) into the
+// answer agentJob (and, when check is set, check of the job) would have
+// given before the write: the usual answer of a stale attempt or a missing
+// job or step. Other errors are returned as they are.
+func (s *Server) whyRefused(r *http.Request, attempt int, err error, check func(ci.Job) error) error {
+	if !errors.Is(err, ci.ErrStaleAttempt) && !errors.Is(err, ci.ErrNotFound) {
+		return err
+	}
+	j, jerr := s.agentJob(r, attempt)
+	if jerr != nil {
+		return jerr
+	}
+	if check != nil {
+		if cerr := check(j); cerr != nil {
+			return cerr
+		}
+	}
+	return staleOr(err)
 }
 
 func (s *Server) agentHeartbeat(w http.ResponseWriter, r *http.Request) error {
@@ -541,19 +566,28 @@ func (s *Server) agentStep(w http.ResponseWriter, r *http.Request) error {
 	if !stepStatuses[req.Status] {
 		return badRequest("step status %q is unknown: use running, ok, failed, timeout, skipped, cancelled or error", req.Status)
 	}
-	j, err := s.agentJob(r, req.Attempt)
+	id, err := pathID(r, "id")
 	if err != nil {
 		return err
 	}
-	idx, err := s.stepIndex(r, j)
-	if err != nil {
-		return err
+	if req.Attempt <= 0 {
+		return badRequest("attempt must be the assignment's attempt number (>= 1)")
 	}
+	idx, err := strconv.Atoi(r.PathValue("idx"))
+	if err != nil || idx < 0 {
+		return badRequest("step %q does not exist in job %d", r.PathValue("idx"), id)
+	}
+	// The store fences by attempt and agent in the write's transaction and
+	// refuses a step the job does not have; only then is the job read, to
+	// tell the agent why.
 	st := ci.Step{Index: idx, Status: req.Status, ExitCode: req.ExitCode, Reason: req.Reason, Message: req.Message, Started: req.Started, Finished: req.Finished}
-	if err := s.cfg.Store.UpdateStep(r.Context(), j.ID, req.Attempt, st); err != nil {
-		return staleOr(err)
+	if err := s.cfg.Store.UpdateAgentStep(r.Context(), id, req.Attempt, agentFrom(r).ID, st); err != nil {
+		return s.whyRefused(r, req.Attempt, err, func(j ci.Job) error {
+			_, err := s.stepIndex(r, j)
+			return err
+		})
 	}
-	s.cfg.Hub.Publish(logs.Key(j.ID))
+	s.cfg.Hub.Publish(logs.Key(id))
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

@@ -590,6 +590,37 @@ func fencingCases() []testCase {
 			_, err = s.RenewAgentLease(f.ctx, k.ID, k.Attempt, b.ID, later, seen)
 			require.ErrorIs(t, err, ci.ErrStaleAttempt, "a completed job tells the agent to stop")
 		}},
+		{"an agent's start and step writes are fenced by agent", func(t *testing.T, s store.Store) {
+			f := newFx(t, s)
+			_, jobs := f.queued(1, 2)
+			a, b := f.agent("a", true), f.agent("b", true)
+			at := now()
+			ok := ci.Step{Index: 0, Status: ci.StepOK, Started: &at, Finished: &at}
+			require.ErrorIs(t, s.StartAgentJob(f.ctx, jobs[0].ID, 1, a.ID, at), ci.ErrStaleAttempt, "a queued job")
+			require.ErrorIs(t, s.StartAgentJob(f.ctx, 424242, 1, a.ID, at), ci.ErrNotFound)
+			require.ErrorIs(t, s.UpdateAgentStep(f.ctx, 424242, 1, a.ID, ok), ci.ErrNotFound)
+
+			j := f.claim(jobs[0].ID, a.ID)
+			require.ErrorIs(t, s.StartAgentJob(f.ctx, j.ID, j.Attempt, b.ID, at), ci.ErrStaleAttempt, "another agent")
+			require.ErrorIs(t, s.StartAgentJob(f.ctx, j.ID, 0, a.ID, at), ci.ErrInvalid, "an agent's write always has an attempt")
+			require.Equal(t, ci.JobAssigned, f.job(j.ID).State, "refused starts change nothing")
+			require.NoError(t, s.StartAgentJob(f.ctx, j.ID, j.Attempt, a.ID, at))
+			require.Equal(t, ci.JobRunning, f.job(j.ID).State)
+			require.NoError(t, s.StartAgentJob(f.ctx, j.ID, j.Attempt, a.ID, at), "a second start is a no-op")
+
+			require.ErrorIs(t, s.UpdateAgentStep(f.ctx, j.ID, j.Attempt, b.ID, ok), ci.ErrStaleAttempt, "another agent")
+			require.ErrorIs(t, s.UpdateAgentStep(f.ctx, j.ID, j.Attempt+1, a.ID, ok), ci.ErrStaleAttempt)
+			require.Equal(t, ci.StepPending, f.job(j.ID).Steps[0].Status, "refused step writes change nothing")
+			require.NoError(t, s.UpdateAgentStep(f.ctx, j.ID, j.Attempt, a.ID, ok))
+			require.Equal(t, ci.StepOK, f.job(j.ID).Steps[0].Status)
+			missing := ok
+			missing.Index = 7
+			require.ErrorIs(t, s.UpdateAgentStep(f.ctx, j.ID, j.Attempt, a.ID, missing), ci.ErrNotFound)
+
+			f.complete(j.ID, ci.JobOK)
+			require.ErrorIs(t, s.UpdateAgentStep(f.ctx, j.ID, j.Attempt, a.ID, ok), ci.ErrStaleAttempt, "a completed job")
+			require.ErrorIs(t, s.StartAgentJob(f.ctx, j.ID, j.Attempt, a.ID, at), ci.ErrStaleAttempt, "a completed job")
+		}},
 		{"writes of a requeued attempt are stale", func(t *testing.T, s store.Store) {
 			f := newFx(t, s)
 			_, jobs := f.queued(1, 3)
