@@ -214,9 +214,14 @@ func (s *Server) agentWork(w http.ResponseWriter, r *http.Request) error {
 	}
 	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	fresh, err := s.cfg.Store.GetAgent(ctx, a.ID)
-	if err != nil {
-		return err
+	// a was read by requireAgent (the work route skips the credential
+	// cache) during this request; only an agent that had a job is read again,
+	// as the engine may have freed it above.
+	fresh := a
+	if a.JobID != 0 {
+		if fresh, err = s.cfg.Store.GetAgent(ctx, a.ID); err != nil {
+			return err
+		}
 	}
 	release := s.hold(ctx, a.ID)
 	j, ok := s.cfg.Dispatcher.Wait(wctx, fresh)
