@@ -103,6 +103,8 @@ func (s *Server) agentRegister(w http.ResponseWriter, r *http.Request) error {
 		if err := s.cfg.Store.SetAgentCredential(ctx, a.ID, auth.HashToken(cred)); err != nil {
 			return err
 		}
+		// The agent's previous credential, if any, is no longer valid.
+		s.revokeCreds()
 		resp.Credential = cred
 		s.cfg.Logger.Info("agent credential issued", "agent_id", a.ID, "agent", a.Name)
 	} else if resp.Message == "" {
@@ -212,9 +214,14 @@ func (s *Server) agentWork(w http.ResponseWriter, r *http.Request) error {
 	}
 	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	fresh, err := s.cfg.Store.GetAgent(ctx, a.ID)
-	if err != nil {
-		return err
+	// a was read by requireAgent (the work route skips the credential
+	// cache) during this request; only an agent that had a job is read again,
+	// as the engine may have freed it above.
+	fresh := a
+	if a.JobID != 0 {
+		if fresh, err = s.cfg.Store.GetAgent(ctx, a.ID); err != nil {
+			return err
+		}
 	}
 	release := s.hold(ctx, a.ID)
 	j, ok := s.cfg.Dispatcher.Wait(wctx, fresh)
@@ -374,15 +381,40 @@ func (s *Server) agentStart(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	j, err := s.agentJob(r, req.Attempt)
+	id, err := pathID(r, "id")
 	if err != nil {
 		return err
 	}
-	if err := s.cfg.Store.StartJob(r.Context(), j.ID, req.Attempt, s.cfg.Now()); err != nil {
-		return staleOr(err)
+	if req.Attempt <= 0 {
+		return badRequest("attempt must be the assignment's attempt number (>= 1)")
+	}
+	// The store fences by attempt and agent in the write's transaction; only
+	// a refused write reads the job, to tell the agent why.
+	if err := s.cfg.Store.StartAgentJob(r.Context(), id, req.Attempt, agentFrom(r).ID, s.cfg.Now()); err != nil {
+		return s.whyRefused(r, req.Attempt, err, nil)
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// whyRefused turns an agent's write that the store refused (err) into the
+// answer agentJob (and, when check is set, check of the job) would have
+// given before the write: the usual answer of a stale attempt or a missing
+// job or step. Other errors are returned as they are.
+func (s *Server) whyRefused(r *http.Request, attempt int, err error, check func(ci.Job) error) error {
+	if !errors.Is(err, ci.ErrStaleAttempt) && !errors.Is(err, ci.ErrNotFound) {
+		return err
+	}
+	j, jerr := s.agentJob(r, attempt)
+	if jerr != nil {
+		return jerr
+	}
+	if check != nil {
+		if cerr := check(j); cerr != nil {
+			return cerr
+		}
+	}
+	return staleOr(err)
 }
 
 func (s *Server) agentHeartbeat(w http.ResponseWriter, r *http.Request) error {
@@ -405,18 +437,6 @@ func (s *Server) agentHeartbeat(w http.ResponseWriter, r *http.Request) error {
 	if req.Attempt <= 0 {
 		return badRequest("attempt must be the assignment's attempt number (>= 1)")
 	}
-	// One read serves both checks.
-	cur, err := s.cfg.Store.GetJob(ctx, id)
-	// The agent's completion may be processed while its heartbeat is on the
-	// way: that attempt is over, not stale (a 409 would make the agent think
-	// it abandoned a job it finished).
-	if err == nil && finishedAttempt(cur, a.ID, req.Attempt) {
-		return writeJSON(w, http.StatusOK, over)
-	}
-	j, err := checkAgentJob(a, id, req.Attempt, cur, err)
-	if err != nil {
-		return err
-	}
 	// A held heartbeat counts as presence from before it subscribes: whoever
 	// sees the subscription (a cancel, a test) sees the agent present.
 	release := func() {}
@@ -424,16 +444,30 @@ func (s *Server) agentHeartbeat(w http.ResponseWriter, r *http.Request) error {
 		release = sync.OnceFunc(s.hold(ctx, a.ID))
 		defer release()
 	}
-	// Subscribe before checking, so a cancel between check and wait is seen.
-	wake, unsubscribe := s.cfg.Hub.Subscribe(engine.CancelKey(j.ID))
+	// Subscribe before renewing, so a cancel between renewal and wait is seen.
+	wake, unsubscribe := s.cfg.Hub.Subscribe(engine.CancelKey(id))
 	defer unsubscribe()
-	renewed, err := s.cfg.Store.RenewLease(ctx, j.ID, req.Attempt, s.cfg.Now().Add(lease))
-	if err != nil {
+	// One statement fences (attempt, agent), renews the lease and marks the
+	// agent seen; only a refused renewal reads the job, to tell why.
+	now := s.cfg.Now()
+	renewed, err := s.cfg.Store.RenewAgentLease(ctx, id, req.Attempt, a.ID, now.Add(lease), now)
+	if errors.Is(err, ci.ErrStaleAttempt) || errors.Is(err, ci.ErrNotFound) {
+		cur, gerr := s.cfg.Store.GetJob(ctx, id)
+		// The agent's completion may be processed while its heartbeat is on
+		// the way: that attempt is over, not stale (a 409 would make the
+		// agent think it abandoned a job it finished).
+		if gerr == nil && finishedAttempt(cur, a.ID, req.Attempt) {
+			return writeJSON(w, http.StatusOK, over)
+		}
+		if _, cerr := checkAgentJob(a, id, req.Attempt, cur, gerr); cerr != nil {
+			return cerr
+		}
 		return staleOr(err)
 	}
-	if err := s.cfg.Store.TouchAgent(ctx, a.ID, s.cfg.Now(), nil); err != nil {
+	if err != nil {
 		return err
 	}
+	j := renewed
 	resp := api.HeartbeatResponse{LeaseSeconds: int(lease / time.Second), Cancel: renewed.CancelRequested != nil}
 	if resp.Cancel || wait == 0 {
 		return writeJSON(w, http.StatusOK, resp)
@@ -452,7 +486,7 @@ func (s *Server) agentHeartbeat(w http.ResponseWriter, r *http.Request) error {
 		return api.Errorf(http.StatusServiceUnavailable, api.CodeUnavailable, "kkd is shutting down: retry the heartbeat")
 	}
 	// The job may have been cancelled, completed or requeued meanwhile.
-	cur, err = s.cfg.Store.GetJob(ctx, j.ID)
+	cur, err := s.cfg.Store.GetJob(ctx, j.ID)
 	if err != nil && !errors.Is(err, ci.ErrNotFound) {
 		return err
 	}
@@ -537,19 +571,28 @@ func (s *Server) agentStep(w http.ResponseWriter, r *http.Request) error {
 	if !stepStatuses[req.Status] {
 		return badRequest("step status %q is unknown: use running, ok, failed, timeout, skipped, cancelled or error", req.Status)
 	}
-	j, err := s.agentJob(r, req.Attempt)
+	id, err := pathID(r, "id")
 	if err != nil {
 		return err
 	}
-	idx, err := s.stepIndex(r, j)
-	if err != nil {
-		return err
+	if req.Attempt <= 0 {
+		return badRequest("attempt must be the assignment's attempt number (>= 1)")
 	}
+	idx, err := strconv.Atoi(r.PathValue("idx"))
+	if err != nil || idx < 0 {
+		return badRequest("step %q does not exist in job %d", r.PathValue("idx"), id)
+	}
+	// The store fences by attempt and agent in the write's transaction and
+	// refuses a step the job does not have; only then is the job read, to
+	// tell the agent why.
 	st := ci.Step{Index: idx, Status: req.Status, ExitCode: req.ExitCode, Reason: req.Reason, Message: req.Message, Started: req.Started, Finished: req.Finished}
-	if err := s.cfg.Store.UpdateStep(r.Context(), j.ID, req.Attempt, st); err != nil {
-		return staleOr(err)
+	if err := s.cfg.Store.UpdateAgentStep(r.Context(), id, req.Attempt, agentFrom(r).ID, st); err != nil {
+		return s.whyRefused(r, req.Attempt, err, func(j ci.Job) error {
+			_, err := s.stepIndex(r, j)
+			return err
+		})
 	}
-	s.cfg.Hub.Publish(logs.Key(j.ID))
+	s.cfg.Hub.Publish(logs.Key(id))
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

@@ -151,6 +151,7 @@ func (s *Server) setDisabled(w http.ResponseWriter, r *http.Request, disabled bo
 	if err != nil {
 		return err
 	}
+	s.revokeCreds()
 	s.cfg.Dispatcher.Refresh(a)
 	s.cfg.Logger.Info("agent updated", "agent_id", a.ID, "agent", a.Name, "disabled", disabled, "user", userFrom(r).Name)
 	return writeJSON(w, http.StatusOK, s.agentView(r.Context(), a))
@@ -190,6 +191,7 @@ func (s *Server) deleteAgent(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	}
+	s.revokeCreds()
 	a.Authorized = false
 	s.cfg.Dispatcher.Refresh(a)
 	s.cfg.Logger.Info("agent deleted", "agent_id", a.ID, "agent", a.Name, "force", force, "user", userFrom(r).Name)
@@ -238,6 +240,7 @@ func (s *Server) rotateAgentToken(w http.ResponseWriter, r *http.Request) error 
 	if err := s.cfg.Store.SetAgentCredential(ctx, a.ID, ""); err != nil {
 		return err
 	}
+	s.revokeCreds()
 	revoked := a
 	revoked.Authorized = false // ends its held work poll; its next poll gets 401
 	s.cfg.Dispatcher.Refresh(revoked)

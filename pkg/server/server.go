@@ -75,6 +75,7 @@ type Server struct {
 	cfg      Config
 	mux      *http.ServeMux
 	presence presence
+	creds    *credCache
 }
 
 // Limits on request bodies.
@@ -95,6 +96,12 @@ func New(cfg Config) *Server {
 		cfg.StartedAt = cfg.Now()
 	}
 	s := &Server{cfg: cfg, mux: http.NewServeMux()}
+	var revoked <-chan struct{}
+	if cfg.Hub != nil {
+		// Never unsubscribed: the subscription lives as long as the server.
+		revoked, _ = cfg.Hub.Subscribe(CredentialsKey)
+	}
+	s.creds = newCredCache(cfg.Now, revoked)
 	s.routes()
 	return s
 }
@@ -116,7 +123,10 @@ func (s *Server) routes() {
 	p := api.Prefix
 	pub := func(pattern string, h handlerFunc) { s.mux.Handle(pattern, s.wrap(h)) }
 	user := func(pattern string, h handlerFunc) { s.mux.Handle(pattern, s.wrap(s.requireUser(h))) }
-	agent := func(pattern string, h handlerFunc) { s.mux.Handle(pattern, s.wrap(s.requireAgent(h))) }
+	agent := func(pattern string, h handlerFunc) { s.mux.Handle(pattern, s.wrap(s.requireAgent(h, true))) }
+	// agentFresh is for handlers that use the agent's state (current job,
+	// disabled), which the credential cache does not keep.
+	agentFresh := func(pattern string, h handlerFunc) { s.mux.Handle(pattern, s.wrap(s.requireAgent(h, false))) }
 
 	pub("POST "+p+"/login", s.login)
 	user("GET "+p+"/whoami", s.whoami)
@@ -171,7 +181,7 @@ func (s *Server) routes() {
 	user("DELETE "+p+"/groups/{g}/agents/{a}", s.removeGroupAgent)
 
 	pub("POST "+p+"/agent/register", s.agentRegister)
-	agent("POST "+p+"/agent/work", s.agentWork)
+	agentFresh("POST "+p+"/agent/work", s.agentWork)
 	agent("POST "+p+"/agent/jobs/{id}/start", s.agentStart)
 	agent("POST "+p+"/agent/jobs/{id}/heartbeat", s.agentHeartbeat)
 	agent("POST "+p+"/agent/jobs/{id}/steps/{idx}/logs", s.agentLogs)
@@ -336,13 +346,23 @@ func (s *Server) requireUser(h handlerFunc) handlerFunc {
 	}
 }
 
-func (s *Server) requireAgent(h handlerFunc) handlerFunc {
+// requireAgent authenticates the agent by its credential. With cached, an
+// agent verified less than credTTL ago is not read again and the handler gets
+// only its identity (ID, UUID, name); see credCache.
+func (s *Server) requireAgent(h handlerFunc, cached bool) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		tok := bearer(r)
 		if tok == "" {
 			return api.Errorf(http.StatusUnauthorized, api.CodeUnauthorized, "missing agent credential: register first")
 		}
-		a, err := s.cfg.Store.GetAgentByCredential(r.Context(), auth.HashToken(tok))
+		hash := auth.HashToken(tok)
+		if cached {
+			if a, ok := s.creds.get(hash); ok {
+				return h(w, r.WithContext(context.WithValue(r.Context(), agentKey, a)))
+			}
+		}
+		gen := s.creds.generation()
+		a, err := s.cfg.Store.GetAgentByCredential(r.Context(), hash)
 		if err != nil {
 			if errors.Is(err, ci.ErrNotFound) {
 				return api.Errorf(http.StatusUnauthorized, api.CodeUnauthorized, "invalid agent credential: register again")
@@ -352,6 +372,7 @@ func (s *Server) requireAgent(h handlerFunc) handlerFunc {
 		if !a.Authorized {
 			return api.Errorf(http.StatusUnauthorized, api.CodeUnauthorized, "agent %s is not authorized", a.Name)
 		}
+		s.creds.put(hash, a, gen)
 		return h(w, r.WithContext(context.WithValue(r.Context(), agentKey, a)))
 	}
 }

@@ -174,13 +174,24 @@ type JobStore interface {
 	// attempt's history). Fenced.
 	// Calling it again for a running job with the same attempt is a no-op.
 	StartJob(ctx context.Context, jobID int64, attempt int, at time.Time) error
+	// StartAgentJob is StartJob for agent agentID: an attempt that is not
+	// agentID's gives ErrStaleAttempt (agents' writes need no read first).
+	StartAgentJob(ctx context.Context, jobID int64, attempt int, agentID int64, at time.Time) error
 	// RenewLease sets LeaseUntil=until for the current attempt and returns the
 	// job (without steps; CancelRequested tells the agent to stop). Fenced: a completed job or another attempt gives
 	// ErrStaleAttempt, which is how an agent learns that it must stop.
 	RenewLease(ctx context.Context, jobID int64, attempt int, until time.Time) (ci.Job, error)
+	// RenewAgentLease is an agent's heartbeat: RenewLease fenced also by the
+	// job's agent (a job that agentID does not run under attempt gives
+	// ErrStaleAttempt), and the agent's LastSeen=seen, in one transaction. The
+	// fence is part of the UPDATE itself (no read before the write).
+	RenewAgentLease(ctx context.Context, jobID int64, attempt int, agentID int64, until, seen time.Time) (ci.Job, error)
 	// UpdateStep stores Status, ExitCode, Reason, Message, Started and Finished of
 	// step st.Index of the job. Fenced. Idempotent.
 	UpdateStep(ctx context.Context, jobID int64, attempt int, st ci.Step) error
+	// UpdateAgentStep is UpdateStep for agent agentID: an attempt that is not
+	// agentID's gives ErrStaleAttempt.
+	UpdateAgentStep(ctx context.Context, jobID int64, attempt int, agentID int64, st ci.Step) error
 	// CompleteJob moves a job that is not completed to completed with result and
 	// message (Finished=at), clears the agent's current job and the lease. Steps
 	// still pending become skipped; steps still running become cancelled (result

@@ -361,18 +361,19 @@ type jobHead struct {
 	covered bool
 	lease   *time.Time
 	cancel  *time.Time // cancel requested
+	agentID int64      // 0: none
 }
 
 func getJobHead(ctx context.Context, tx *sql.Tx, id int64) (jobHead, error) {
 	var h jobHead
-	var lease, cancel sql.NullInt64
+	var lease, cancel, agent sql.NullInt64
 	err := tx.QueryRowContext(ctx, `
-		SELECT state, attempt, run_id, flow_id, covered, lease_until, cancel_requested FROM jobs WHERE id = ?`, id).
-		Scan(&h.state, &h.attempt, &h.runID, &h.flowID, &h.covered, &lease, &cancel)
+		SELECT state, attempt, run_id, flow_id, covered, lease_until, cancel_requested, agent_id FROM jobs WHERE id = ?`, id).
+		Scan(&h.state, &h.attempt, &h.runID, &h.flowID, &h.covered, &lease, &cancel, &agent)
 	if err != nil {
 		return jobHead{}, notFound(err, "job", id)
 	}
-	h.lease, h.cancel = fromNullMS(lease), fromNullMS(cancel)
+	h.lease, h.cancel, h.agentID = fromNullMS(lease), fromNullMS(cancel), agent.Int64
 	return h, nil
 }
 
@@ -396,14 +397,43 @@ func fence(jobID int64, h jobHead, attempt int) error {
 	return nil
 }
 
+// agentFence is fence for an agent's write: the attempt must also be agentID's.
+func agentFence(jobID int64, h jobHead, attempt int, agentID int64) error {
+	if attempt <= 0 {
+		return fmt.Errorf("attempt %d of agent %d must be >= 1: %w", attempt, agentID, ci.ErrInvalid)
+	}
+	if err := fence(jobID, h, attempt); err != nil {
+		return err
+	}
+	if h.agentID != agentID {
+		return fmt.Errorf("job %d attempt %d is not agent %d's: %w", jobID, attempt, agentID, ci.ErrStaleAttempt)
+	}
+	return nil
+}
+
 // StartJob moves an assigned job to running. Fenced.
 func (s *Store) StartJob(ctx context.Context, jobID int64, attempt int, at time.Time) error {
+	return s.startJob(ctx, jobID, attempt, 0, at)
+}
+
+// StartAgentJob is StartJob fenced also by the job's agent.
+func (s *Store) StartAgentJob(ctx context.Context, jobID int64, attempt int, agentID int64, at time.Time) error {
+	return s.startJob(ctx, jobID, attempt, agentID, at)
+}
+
+// startJob is StartJob; agentID 0: any agent.
+func (s *Store) startJob(ctx context.Context, jobID int64, attempt int, agentID int64, at time.Time) error {
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		h, err := getJobHead(ctx, tx, jobID)
 		if err != nil {
 			return err
 		}
-		if err := fence(jobID, h, attempt); err != nil {
+		if agentID != 0 {
+			err = agentFence(jobID, h, attempt, agentID)
+		} else {
+			err = fence(jobID, h, attempt)
+		}
+		if err != nil {
 			return err
 		}
 		switch h.state {
@@ -452,6 +482,48 @@ func (s *Store) RenewLease(ctx context.Context, jobID int64, attempt int, until 
 	return j, nil
 }
 
+// RenewAgentLease extends the lease of the agent's current attempt and sets
+// the agent's LastSeen in one transaction. Fenced by attempt and agent inside
+// the UPDATE.
+func (s *Store) RenewAgentLease(ctx context.Context, jobID int64, attempt int, agentID int64, until, seen time.Time) (ci.Job, error) {
+	if attempt <= 0 {
+		return ci.Job{}, fmt.Errorf("renew lease of job %d: attempt %d must be >= 1: %w", jobID, attempt, ci.ErrInvalid)
+	}
+	var j ci.Job
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `
+			UPDATE jobs SET lease_until = ?
+			WHERE id = ? AND attempt = ? AND agent_id = ? AND state IN (?, ?)`,
+			ms(until), jobID, attempt, agentID, ci.JobAssigned, ci.JobRunning)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			h, err := getJobHead(ctx, tx, jobID)
+			if err != nil {
+				return err
+			}
+			return fmt.Errorf("job %d is %s at attempt %d, attempt %d of agent %d is over: %w",
+				jobID, h.state, h.attempt, attempt, agentID, ci.ErrStaleAttempt)
+		}
+		res, err = tx.ExecContext(ctx, `UPDATE agents SET last_seen = ? WHERE id = ?`, ms(seen), agentID)
+		if err != nil {
+			return err
+		}
+		if err := mustAffect(res, "agent", agentID); err != nil {
+			return err
+		}
+		j, err = getJob(ctx, tx, jobID)
+		return err
+	})
+	if err != nil {
+		return ci.Job{}, fmt.Errorf("renew lease of job %d: %w", jobID, err)
+	}
+	return j, nil
+}
+
 var stepStatuses = map[ci.StepStatus]bool{
 	ci.StepPending: true, ci.StepRunning: true, ci.StepOK: true, ci.StepFailed: true,
 	ci.StepTimeout: true, ci.StepSkipped: true, ci.StepCancelled: true, ci.StepError: true,
@@ -459,6 +531,16 @@ var stepStatuses = map[ci.StepStatus]bool{
 
 // UpdateStep stores the step's status and outcome. Fenced. Idempotent.
 func (s *Store) UpdateStep(ctx context.Context, jobID int64, attempt int, st ci.Step) error {
+	return s.updateStep(ctx, jobID, attempt, 0, st)
+}
+
+// UpdateAgentStep is UpdateStep fenced also by the job's agent.
+func (s *Store) UpdateAgentStep(ctx context.Context, jobID int64, attempt int, agentID int64, st ci.Step) error {
+	return s.updateStep(ctx, jobID, attempt, agentID, st)
+}
+
+// updateStep is UpdateStep; agentID 0: any agent.
+func (s *Store) updateStep(ctx context.Context, jobID int64, attempt int, agentID int64, st ci.Step) error {
 	if !stepStatuses[st.Status] {
 		return fmt.Errorf("update step %d of job %d: unknown status %q: %w", st.Index, jobID, st.Status, ci.ErrInvalid)
 	}
@@ -471,7 +553,12 @@ func (s *Store) UpdateStep(ctx context.Context, jobID int64, attempt int, st ci.
 		if err != nil {
 			return err
 		}
-		if err := fence(jobID, h, attempt); err != nil {
+		if agentID != 0 {
+			err = agentFence(jobID, h, attempt, agentID)
+		} else {
+			err = fence(jobID, h, attempt)
+		}
+		if err != nil {
 			return err
 		}
 		res, err := tx.ExecContext(ctx, `

@@ -545,6 +545,82 @@ func fencingCases() []testCase {
 			_, err = s.RenewLease(f.ctx, j.ID, j.Attempt, until)
 			require.ErrorIs(t, err, ci.ErrStaleAttempt, "a completed job tells the agent to stop")
 		}},
+		{"renew an agent's lease", func(t *testing.T, s store.Store) {
+			f := newFx(t, s)
+			_, jobs := f.queued(2, 1)
+			a, b := f.agent("a", true), f.agent("b", true)
+			until, seen := now().Add(5*time.Minute), now().Add(time.Minute)
+			_, err := s.RenewAgentLease(f.ctx, jobs[0].ID, 1, a.ID, until, seen)
+			require.ErrorIs(t, err, ci.ErrStaleAttempt, "a queued job has no lease")
+			_, err = s.RenewAgentLease(f.ctx, 424242, 1, a.ID, until, seen)
+			require.ErrorIs(t, err, ci.ErrNotFound)
+
+			j := f.claim(jobs[0].ID, a.ID)
+			_, err = s.RenewAgentLease(f.ctx, j.ID, 0, a.ID, until, seen)
+			require.ErrorIs(t, err, ci.ErrInvalid, "an agent's write always has an attempt")
+			got, err := s.RenewAgentLease(f.ctx, j.ID, j.Attempt, a.ID, until, seen)
+			require.NoError(t, err)
+			requireTime(t, until, got.LeaseUntil)
+			require.Equal(t, a.ID, got.AgentID)
+			requireTime(t, until, f.job(j.ID).LeaseUntil)
+			ag, err := s.GetAgent(f.ctx, a.ID)
+			require.NoError(t, err)
+			requireTime(t, seen, ag.LastSeen)
+
+			later := until.Add(time.Hour)
+			_, err = s.RenewAgentLease(f.ctx, j.ID, j.Attempt, b.ID, later, seen)
+			require.ErrorIs(t, err, ci.ErrStaleAttempt, "another agent's heartbeat")
+			_, err = s.RenewAgentLease(f.ctx, j.ID, j.Attempt+1, a.ID, later, seen)
+			require.ErrorIs(t, err, ci.ErrStaleAttempt)
+			requireTime(t, until, f.job(j.ID).LeaseUntil) // refused renewals change nothing
+			other, err := s.GetAgent(f.ctx, b.ID)
+			require.NoError(t, err)
+			require.NotEqual(t, seen.UnixMilli(), lastSeenMS(other), "a refused renewal does not mark the agent seen")
+
+			require.NoError(t, s.StartJob(f.ctx, j.ID, j.Attempt, now()))
+			_, err = s.RenewAgentLease(f.ctx, j.ID, j.Attempt, a.ID, later, seen)
+			require.NoError(t, err, "a running job's lease")
+			q, outcome := f.fail(j, true)
+			require.Equal(t, store.FailRequeued, outcome)
+			_, err = s.RenewAgentLease(f.ctx, q.ID, j.Attempt, a.ID, later, seen)
+			require.ErrorIs(t, err, ci.ErrStaleAttempt, "a requeued attempt")
+
+			k := f.claim(jobs[1].ID, b.ID)
+			f.complete(k.ID, ci.JobOK)
+			_, err = s.RenewAgentLease(f.ctx, k.ID, k.Attempt, b.ID, later, seen)
+			require.ErrorIs(t, err, ci.ErrStaleAttempt, "a completed job tells the agent to stop")
+		}},
+		{"an agent's start and step writes are fenced by agent", func(t *testing.T, s store.Store) {
+			f := newFx(t, s)
+			_, jobs := f.queued(1, 2)
+			a, b := f.agent("a", true), f.agent("b", true)
+			at := now()
+			ok := ci.Step{Index: 0, Status: ci.StepOK, Started: &at, Finished: &at}
+			require.ErrorIs(t, s.StartAgentJob(f.ctx, jobs[0].ID, 1, a.ID, at), ci.ErrStaleAttempt, "a queued job")
+			require.ErrorIs(t, s.StartAgentJob(f.ctx, 424242, 1, a.ID, at), ci.ErrNotFound)
+			require.ErrorIs(t, s.UpdateAgentStep(f.ctx, 424242, 1, a.ID, ok), ci.ErrNotFound)
+
+			j := f.claim(jobs[0].ID, a.ID)
+			require.ErrorIs(t, s.StartAgentJob(f.ctx, j.ID, j.Attempt, b.ID, at), ci.ErrStaleAttempt, "another agent")
+			require.ErrorIs(t, s.StartAgentJob(f.ctx, j.ID, 0, a.ID, at), ci.ErrInvalid, "an agent's write always has an attempt")
+			require.Equal(t, ci.JobAssigned, f.job(j.ID).State, "refused starts change nothing")
+			require.NoError(t, s.StartAgentJob(f.ctx, j.ID, j.Attempt, a.ID, at))
+			require.Equal(t, ci.JobRunning, f.job(j.ID).State)
+			require.NoError(t, s.StartAgentJob(f.ctx, j.ID, j.Attempt, a.ID, at), "a second start is a no-op")
+
+			require.ErrorIs(t, s.UpdateAgentStep(f.ctx, j.ID, j.Attempt, b.ID, ok), ci.ErrStaleAttempt, "another agent")
+			require.ErrorIs(t, s.UpdateAgentStep(f.ctx, j.ID, j.Attempt+1, a.ID, ok), ci.ErrStaleAttempt)
+			require.Equal(t, ci.StepPending, f.job(j.ID).Steps[0].Status, "refused step writes change nothing")
+			require.NoError(t, s.UpdateAgentStep(f.ctx, j.ID, j.Attempt, a.ID, ok))
+			require.Equal(t, ci.StepOK, f.job(j.ID).Steps[0].Status)
+			missing := ok
+			missing.Index = 7
+			require.ErrorIs(t, s.UpdateAgentStep(f.ctx, j.ID, j.Attempt, a.ID, missing), ci.ErrNotFound)
+
+			f.complete(j.ID, ci.JobOK)
+			require.ErrorIs(t, s.UpdateAgentStep(f.ctx, j.ID, j.Attempt, a.ID, ok), ci.ErrStaleAttempt, "a completed job")
+			require.ErrorIs(t, s.StartAgentJob(f.ctx, j.ID, j.Attempt, a.ID, at), ci.ErrStaleAttempt, "a completed job")
+		}},
 		{"writes of a requeued attempt are stale", func(t *testing.T, s store.Store) {
 			f := newFx(t, s)
 			_, jobs := f.queued(1, 3)
@@ -900,4 +976,12 @@ func jobIDs(jobs []ci.Job) []int64 {
 		out = append(out, j.ID)
 	}
 	return out
+}
+
+// lastSeenMS is the agent's LastSeen in Unix milliseconds (0 when never seen).
+func lastSeenMS(a ci.Agent) int64 {
+	if a.LastSeen == nil {
+		return 0
+	}
+	return a.LastSeen.UnixMilli()
 }
