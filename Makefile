@@ -27,11 +27,11 @@ run: build ## Run kkd on the embedded defaults (SQLite, built-in local agent) in
 test: ## Run the whole test suite (unit, store, end-to-end with the real binaries); scripts/test-deps.sh brings up busybox-static, MinIO, PostgreSQL and dockerd
 	./scripts/test-deps.sh
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 25m ./...
+	CI=$${CI:-1} $(GO) test -count=1 -timeout 25m ./...
 
 test-chaos: ## Run the chaos suite: 200 jobs on real kkd and kkagents while agents are killed, paused and cut off and kkd restarts; prints a CHAOS line (docs/chaos.md; KK_CHAOS_SEED=N replays a seed)
 	./scripts/test-deps.sh
-	$(GO) test -count=1 -tags chaos -run '^TestChaos' -timeout 15m -v ./test/e2e/
+	CI=$${CI:-1} $(GO) test -count=1 -tags chaos -run '^TestChaos' -timeout 15m -v ./test/e2e/
 
 FUZZTIME ?= 5s
 
