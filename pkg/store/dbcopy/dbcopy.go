@@ -86,8 +86,10 @@ func Tables() []string {
 	}
 }
 
-// migrationsTable is created and filled by each store's migrations, never copied.
-const migrationsTable = "schema_migrations"
+// notCopied are tables each store's migrations create and fill, never copied:
+// the applied migrations, and the stages' write counter (the target's own
+// triggers count the copied stages).
+var notCopied = map[string]bool{"schema_migrations": true, "stages_revision": true}
 
 // Config of Copy.
 type Config struct {
@@ -284,7 +286,7 @@ func checkEmpty(ctx context.Context, q pgQuerier) error {
 		return fmt.Errorf("target: list tables: %w", err)
 	}
 	for _, t := range names {
-		if t == migrationsTable {
+		if notCopied[t] {
 			continue
 		}
 		query := `SELECT EXISTS (SELECT 1 FROM ` + pgx.Identifier{t}.Sanitize() + `)`
@@ -404,7 +406,7 @@ func targetColumns(ctx context.Context, q pgQuerier) (map[string][]column, error
 		if err := rows.Scan(&table, &c.name, &c.dataType, &c.identity); err != nil {
 			return nil, fmt.Errorf("target: read columns: %w", err)
 		}
-		if table == migrationsTable {
+		if notCopied[table] {
 			continue
 		}
 		c.conv, err = converter(c.dataType)
@@ -436,7 +438,7 @@ func checkSourceTables(ctx context.Context, stx *sql.Tx, cols map[string][]colum
 		if err := rows.Scan(&table, &col); err != nil {
 			return fmt.Errorf("source: read columns: %w", err)
 		}
-		if table != migrationsTable {
+		if !notCopied[table] {
 			have[table] = append(have[table], col)
 		}
 	}

@@ -27,17 +27,12 @@ func (s *Store) ListPlannedStages(ctx context.Context) ([]ci.Stage, error) {
 
 // StagesVersion changes when a stage is applied or deleted.
 func (s *Store) StagesVersion(ctx context.Context) (string, error) {
-	var n, maxID int64
-	var maxUpdated *time.Time
-	err := s.q().QueryRow(ctx, `SELECT count(*), coalesce(max(id), 0), max(updated) FROM stages`).Scan(&n, &maxID, &maxUpdated)
+	var rev int64
+	err := s.q().QueryRow(ctx, `SELECT rev FROM stages_revision WHERE id = 1`).Scan(&rev)
 	if err != nil {
 		return "", fmt.Errorf("stages version: %w", err)
 	}
-	var u int64
-	if maxUpdated != nil {
-		u = maxUpdated.UnixMicro()
-	}
-	return fmt.Sprintf("%d:%d:%d", n, maxID, u), nil
+	return fmt.Sprint(rev), nil
 }
 
 const triggerCols = `stage_id, kind, rule, since, last_fired, repo, checked`

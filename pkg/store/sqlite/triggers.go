@@ -25,12 +25,12 @@ func (s *Store) ListPlannedStages(ctx context.Context) ([]ci.Stage, error) {
 
 // StagesVersion changes when a stage is applied or deleted.
 func (s *Store) StagesVersion(ctx context.Context) (string, error) {
-	var n, maxID, maxUpdated int64
-	err := s.r.QueryRowContext(ctx, `SELECT count(*), coalesce(max(id), 0), coalesce(max(updated), 0) FROM stages`).Scan(&n, &maxID, &maxUpdated)
+	var rev int64
+	err := s.r.QueryRowContext(ctx, `SELECT rev FROM stages_revision WHERE id = 1`).Scan(&rev)
 	if err != nil {
 		return "", fmt.Errorf("stages version: %w", err)
 	}
-	return fmt.Sprintf("%d:%d:%d", n, maxID, maxUpdated), nil
+	return fmt.Sprint(rev), nil
 }
 
 const triggerCols = `stage_id, kind, rule, since, last_fired, repo, checked`

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"encoding/json"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -196,6 +197,18 @@ func triggerCases() []testCase {
 			v3, err := s.StagesVersion(f.ctx)
 			require.NoError(t, err)
 			require.NotEqual(t, v2, v3)
+
+			// Re-applying a stage changes the version every time, however
+			// quickly the writes follow each other (same clock tick).
+			seen := map[string]bool{v3: true}
+			for i := range 5 {
+				off.Code = fmt.Sprintf("x%d", i)
+				require.NoError(t, s.PutStage(f.ctx, &off))
+				v, err := s.StagesVersion(f.ctx)
+				require.NoError(t, err)
+				require.False(t, seen[v], "version %q repeated after re-apply %d", v, i)
+				seen[v] = true
+			}
 		}},
 	}
 }

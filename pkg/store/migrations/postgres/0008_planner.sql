@@ -14,3 +14,20 @@ CREATE TABLE stage_triggers (
 	checked    timestamptz,
 	PRIMARY KEY (stage_id, kind)
 );
+
+-- stages_revision counts the writes to stages (apply, update, delete, also
+-- cascaded ones), so the planner notices every change, even two within one
+-- microsecond. It is derived state: kkd db copy does not copy it.
+CREATE TABLE stages_revision (
+	id  integer PRIMARY KEY CHECK (id = 1),
+	rev bigint  NOT NULL
+);
+INSERT INTO stages_revision (id, rev) VALUES (1, 0);
+CREATE FUNCTION stages_revision_bump() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	UPDATE stages_revision SET rev = rev + 1 WHERE id = 1;
+	RETURN NULL;
+END;
+$$;
+CREATE TRIGGER stages_revision_bump AFTER INSERT OR UPDATE OR DELETE ON stages
+	FOR EACH STATEMENT EXECUTE FUNCTION stages_revision_bump();

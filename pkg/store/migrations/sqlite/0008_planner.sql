@@ -14,3 +14,18 @@ CREATE TABLE stage_triggers (
 	checked    INTEGER,
 	PRIMARY KEY (stage_id, kind)
 ) STRICT;
+
+-- stages_revision counts the writes to stages (apply, update, delete, also
+-- cascaded ones), so the planner notices every change, even two within one
+-- millisecond. It is derived state: kkd db copy does not copy it.
+CREATE TABLE stages_revision (
+	id  INTEGER PRIMARY KEY CHECK (id = 1),
+	rev INTEGER NOT NULL
+) STRICT;
+INSERT INTO stages_revision (id, rev) VALUES (1, 0);
+CREATE TRIGGER stages_revision_insert AFTER INSERT ON stages
+BEGIN UPDATE stages_revision SET rev = rev + 1 WHERE id = 1; END;
+CREATE TRIGGER stages_revision_update AFTER UPDATE ON stages
+BEGIN UPDATE stages_revision SET rev = rev + 1 WHERE id = 1; END;
+CREATE TRIGGER stages_revision_delete AFTER DELETE ON stages
+BEGIN UPDATE stages_revision SET rev = rev + 1 WHERE id = 1; END;
