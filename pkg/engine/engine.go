@@ -712,6 +712,9 @@ func (e *Engine) RerunJob(ctx context.Context, jobID int64) (ci.Job, error) {
 	if err != nil {
 		return j, err
 	}
+	if j.State != ci.JobCompleted && j.CancelRequested != nil {
+		return j, fmt.Errorf("%w: job %d is being cancelled: rerun it once its agent has stopped it (`kk job show %d` says completed)", ci.ErrConflict, jobID, jobID)
+	}
 	if j.State != ci.JobCompleted {
 		return j, fmt.Errorf("%w: job %d is %s: cancel it first (`kk job cancel %d`) or wait for it to finish", ci.ErrConflict, jobID, j.State, jobID)
 	}

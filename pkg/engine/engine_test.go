@@ -371,6 +371,10 @@ func TestEngine(t *testing.T) {
 				t.Fatal("the cancel was not signalled to the agent's heartbeat")
 			}
 
+			_, err = f.eng.RerunJob(f.ctx, j.ID)
+			require.ErrorIs(t, err, ci.ErrConflict)
+			require.ErrorContains(t, err, "is being cancelled", "a rerun while the agent stops the job says so")
+
 			_, err = f.eng.CancelJob(f.ctx, j.ID)
 			require.NoError(t, err)
 			require.Equal(t, at, *f.getJob(j.ID).CancelRequested, "a repeated cancel keeps the first request time")

@@ -292,7 +292,9 @@ func TestTUICancelAndRerunJob(t *testing.T) {
 				require.Less(t, took, time.Second, "%s took %v", what, took)
 			}
 			s.keys("c")
-			within("the job cancelled", func(v string) bool { return lineWith(v, "count", "cancel") })
+			// The job's row (it names the agent; the status line does not)
+			// shows cancelled once the agent has stopped the job.
+			within("the job cancelled", func(v string) bool { return lineWith(v, "count", "cancelled", "tui-runner") })
 			s.keys("r")
 			within("the rerun job queued or running", func(v string) bool {
 				return strings.Contains(v, "job count rerun") && (lineWith(v, "count", "queued") || lineWith(v, "count", "running") || lineWith(v, "count", "assigned"))
@@ -303,7 +305,7 @@ func TestTUICancelAndRerunJob(t *testing.T) {
 			s.keys("Escape") // alone: Escape then c at once is alt+c
 			s.waitScreen("the flow screen", func(v string) bool { return lineWith(v, "count", "running", "tui-runner") })
 			s.keys("c")
-			within("the rerun job cancelled", func(v string) bool { return lineWith(v, "count", "cancel") })
+			within("the rerun job cancelled", func(v string) bool { return lineWith(v, "count", "cancelled", "tui-runner") })
 			s.keys("q")
 		})
 	}
