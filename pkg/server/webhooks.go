@@ -85,10 +85,6 @@ func (s *Server) webhookDelivery(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return notFoundf("%v: the webhook URLs are /webhooks/PROJECT/{github,gitlab,gitea} (see `kk project webhook PROJECT`)", err)
 	}
-	p, err := s.project(r)
-	if err != nil {
-		return err
-	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxWebhookBody))
 	if err != nil {
 		var mbe *http.MaxBytesError
@@ -97,13 +93,23 @@ func (s *Server) webhookDelivery(w http.ResponseWriter, r *http.Request) error {
 		}
 		return fmt.Errorf("read webhook body: %w", err)
 	}
-	secret, err := s.webhookSecret(r, p)
+	// An unknown project, or one without a usable webhook secret, is
+	// checked against a random secret and refused like a wrong signature,
+	// so that the public URL does not tell which projects exist.
+	p, secret, why, err := s.webhookTarget(r)
 	if err != nil {
 		return err
 	}
-	if err := webhook.Verify(forge, r.Header, body, secret); err != nil {
-		s.cfg.Logger.Warn("webhook delivery refused", "project", p.Name, "forge", forge, "remote", remoteIP(r), "err", err)
-		return unauthorizedf("%v", err)
+	if err := webhook.Verify(forge, r.Header, body, secret); err != nil || why != "" {
+		if why == "" {
+			why = err.Error()
+		}
+		s.cfg.Logger.Warn("webhook delivery refused", "project", r.PathValue("p"), "forge", forge, "remote", remoteIP(r), "reason", why)
+		if err == nil {
+			// A random secret was guessed: refuse all the same.
+			err = fmt.Errorf("%w: the signature does not match", webhook.ErrSignature)
+		}
+		return unauthorizedf("%v (check the project in the webhook URL and the secret from `kk project webhook PROJECT`)", err)
 	}
 	ev, err := webhook.Parse(forge, r.Header, body)
 	if err != nil {
@@ -207,23 +213,41 @@ func (s *Server) duplicateDelivery(w http.ResponseWriter, r *http.Request, p ci.
 	return writeJSON(w, http.StatusOK, res)
 }
 
-// webhookSecret opens the project's webhook secret; a project without one
-// takes no webhooks (401).
-func (s *Server) webhookSecret(r *http.Request, p ci.Project) ([]byte, error) {
-	sealed, err := s.cfg.Store.GetWebhookSecret(r.Context(), p.ID)
-	if errors.Is(err, ci.ErrNotFound) {
-		return nil, unauthorizedf("project %s has no webhook secret, so it takes no webhooks: create one with `kk project webhook %s`", p.Name, p.Name)
+// webhookTarget resolves the delivery's project and opens its webhook
+// secret. When the project does not exist, has no webhook secret, or its
+// secret cannot be opened, it returns a fresh random secret (so the
+// signature is still computed and refused) and why, for the log only.
+func (s *Server) webhookTarget(r *http.Request) (ci.Project, []byte, string, error) {
+	dummy := func(p ci.Project, why string) (ci.Project, []byte, string, error) {
+		secret, err := webhook.NewSecret()
+		if err != nil {
+			return p, nil, "", err
+		}
+		return p, []byte(secret), why, nil
+	}
+	// Without a cipher no project takes webhooks: saying so tells nothing.
+	if err := s.requireCipher(); err != nil {
+		return ci.Project{}, nil, "", err
+	}
+	p, err := s.project(r)
+	var ae *api.Error
+	if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
+		return dummy(p, "no such project")
 	}
 	if err != nil {
-		return nil, err
+		return p, nil, "", err
 	}
-	if err := s.requireCipher(); err != nil {
-		return nil, err
+	sealed, err := s.cfg.Store.GetWebhookSecret(r.Context(), p.ID)
+	if errors.Is(err, ci.ErrNotFound) {
+		return dummy(p, fmt.Sprintf("project %s has no webhook secret: create one with `kk project webhook %s`", p.Name, p.Name))
+	}
+	if err != nil {
+		return p, nil, "", err
 	}
 	plain, err := s.cfg.Secrets.Open(p.ID, webhookSecretName, sealed)
 	if err != nil {
 		s.cfg.Logger.Error("cannot decrypt a webhook secret", "project", p.Name, "err", err)
-		return nil, unauthorizedf("the webhook secret of project %s cannot be decrypted (kkd's secret key changed): make a new one with `kk project webhook %s --rotate` and give it to the forge", p.Name, p.Name)
+		return dummy(p, fmt.Sprintf("the webhook secret of project %s cannot be decrypted (kkd's secret key changed): make a new one with `kk project webhook %s --rotate` and give it to the forge", p.Name, p.Name))
 	}
-	return plain, nil
+	return p, plain, "", nil
 }

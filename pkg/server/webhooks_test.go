@@ -205,7 +205,7 @@ func TestWebhookRefused(t *testing.T) {
 		{"gitlab wrong token", "proj", delivery{forge: webhook.GitLab, event: "Push Hook", id: "e", body: readSample(t, "gitlab-push.json"), secret: "wrong"}, http.StatusUnauthorized, "X-Gitlab-Token"},
 		{"gitlab missing token", "proj", delivery{forge: webhook.GitLab, event: "Push Hook", id: "f", body: readSample(t, "gitlab-push.json")}, http.StatusUnauthorized, "X-Gitlab-Token is missing"},
 		{"unknown forge", "proj", delivery{forge: "bitbucket", event: "push", id: "g", body: push}, http.StatusNotFound, "unknown forge"},
-		{"unknown project", "nope", delivery{forge: webhook.GitHub, event: "push", id: "h", body: push, secret: e.secret}, http.StatusNotFound, "does not exist"},
+		{"unknown project", "nope", delivery{forge: webhook.GitHub, event: "push", id: "h", body: push, secret: e.secret}, http.StatusUnauthorized, "X-Hub-Signature-256 does not match"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -233,9 +233,25 @@ func TestWebhookWithoutSecret(t *testing.T) {
 	e := newSecretEnv(t)
 	e.project(t, "proj")
 	we := &webhookEnv{env: e}
-	r := we.post(t, "proj", delivery{forge: webhook.GitHub, event: "push", id: "x", body: readSample(t, "github-push.json"), secret: "guess"})
-	ae := r.envelope(t, http.StatusUnauthorized, api.CodeUnauthorized)
-	require.Contains(t, ae.Message, "kk project webhook proj")
+	body := readSample(t, "github-push.json")
+	// A project without a webhook secret and a project that does not exist
+	// answer exactly like a wrong signature: the public URL does not tell
+	// which projects exist.
+	for _, forge := range []webhook.Forge{webhook.GitHub, webhook.Gitea, webhook.GitLab} {
+		t.Run(string(forge), func(t *testing.T) {
+			var bodies []string
+			for _, project := range []string{"proj", "nope", "12345"} {
+				r := we.post(t, project, delivery{forge: forge, event: "push", id: "x", body: body, secret: "guess"})
+				ae := r.envelope(t, http.StatusUnauthorized, api.CodeUnauthorized)
+				require.Contains(t, ae.Message, "kk project webhook PROJECT")
+				require.NotContains(t, ae.Message, "project "+project)
+				require.NotContains(t, ae.Message, "secret: create")
+				bodies = append(bodies, string(r.body))
+			}
+			require.Equal(t, bodies[0], bodies[1], "no secret and no project answer alike")
+			require.Equal(t, bodies[0], bodies[2])
+		})
+	}
 }
 
 func TestWebhookNothingToStart(t *testing.T) {
