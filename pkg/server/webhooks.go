@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/kraken-go/kk/pkg/api"
@@ -25,6 +26,7 @@ const webhookSecretName = "webhook:secret"
 
 func (s *Server) webhookRoutes(user func(string, handlerFunc), pub func(string, handlerFunc)) {
 	user("POST "+api.Prefix+"/projects/{p}/webhook", s.webhookSetup)
+	user("GET "+api.Prefix+"/projects/{p}/deliveries", s.listDeliveries)
 	pub("POST /webhooks/{p}/{forge}", s.webhookDelivery)
 }
 
@@ -120,6 +122,14 @@ func (s *Server) webhookDelivery(w http.ResponseWriter, r *http.Request) error {
 	if ev.Kind == webhook.KindIgnore {
 		res.Status, res.Message = api.WebhookIgnored, "ignored: "+ev.Reason
 		log.Info("webhook delivery ignored", "reason", ev.Reason)
+		// Recorded for `kk project deliveries`; a repeat is counted and
+		// answered the same (it starts nothing either way).
+		d := store.Delivery{ProjectID: p.ID, Forge: string(forge), DeliveryID: res.Delivery, Event: ev.Name, Outcome: api.WebhookIgnored, Note: ev.Reason}
+		if err := s.cfg.Store.RecordDelivery(r.Context(), &d); errors.Is(err, ci.ErrConflict) {
+			s.countDuplicate(r, p, res)
+		} else if err != nil {
+			return err
+		}
 		return writeJSON(w, http.StatusAccepted, res)
 	}
 
@@ -135,6 +145,7 @@ func (s *Server) webhookDelivery(w http.ResponseWriter, r *http.Request) error {
 	}
 	d := store.Delivery{ProjectID: p.ID, Forge: string(forge), DeliveryID: res.Delivery, Event: ev.Name}
 	if len(targets) == 0 {
+		d.Outcome = api.WebhookNoBranch
 		d.Note = fmt.Sprintf("no branch of project %s tracks repository branch %q", p.Name, ev.Branch)
 	}
 	if err := s.cfg.Store.RecordDelivery(r.Context(), &d); err != nil {
@@ -191,7 +202,11 @@ func (s *Server) webhookDelivery(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("%s delivery %s started no flow: %s: %w", forge, res.Delivery, strings.Join(failures, "; "), firstErr)
 	}
 	note := strings.Join(failures, "; ")
-	if err := s.cfg.Store.SetDeliveryResult(r.Context(), d.ID, res.Flows[0].ID, note); err != nil {
+	ids := make([]int64, len(res.Flows))
+	for i, f := range res.Flows {
+		ids[i] = f.ID
+	}
+	if err := s.cfg.Store.SetDeliveryResult(r.Context(), d.ID, ids, note); err != nil {
 		return err
 	}
 	res.Status = api.WebhookStarted
@@ -209,8 +224,47 @@ func (s *Server) duplicateDelivery(w http.ResponseWriter, r *http.Request, p ci.
 	if d, err := s.cfg.Store.GetDelivery(r.Context(), p.ID, res.Forge, res.Delivery); err == nil && d.FlowID != 0 {
 		res.Message = fmt.Sprintf("delivery %s was received before and started flow %d: nothing started", res.Delivery, d.FlowID)
 	}
-	s.cfg.Logger.Info("webhook delivery repeated", "project", p.Name, "forge", res.Forge, "delivery_id", res.Delivery)
+	s.countDuplicate(r, p, res)
 	return writeJSON(w, http.StatusOK, res)
+}
+
+// countDuplicate logs a repeated delivery and counts it on its record.
+func (s *Server) countDuplicate(r *http.Request, p ci.Project, res api.WebhookResult) {
+	log := s.cfg.Logger.With("project", p.Name, "forge", res.Forge, "delivery_id", res.Delivery)
+	log.Info("webhook delivery repeated")
+	if err := s.cfg.Store.AddDeliveryDuplicate(r.Context(), p.ID, res.Forge, res.Delivery); err != nil {
+		// Deleted in between (retention): the answer stays right.
+		log.Warn("count repeated delivery", "err", err)
+	}
+}
+
+// defaultDeliveries is how many deliveries a listing returns without limit.
+const defaultDeliveries = 50
+
+// listDeliveries lists the project's recorded deliveries, newest first.
+func (s *Server) listDeliveries(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.project(r)
+	if err != nil {
+		return err
+	}
+	limit := int64(defaultDeliveries)
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 || n > 1000 {
+			return badRequest("limit=%q: give a whole number from 1 to 1000", v)
+		}
+		limit = n
+	}
+	ds, err := s.cfg.Store.ListDeliveries(r.Context(), p.ID, int(limit))
+	if err != nil {
+		return err
+	}
+	out := make([]api.WebhookDelivery, len(ds))
+	for i, d := range ds {
+		out[i] = api.WebhookDelivery{Forge: d.Forge, Event: d.Event, Delivery: d.DeliveryID, Received: d.Received,
+			Outcome: d.Outcome, Flows: d.FlowIDs, Duplicates: d.Duplicates, Note: d.Note}
+	}
+	return writeJSON(w, http.StatusOK, out)
 }
 
 // webhookTarget resolves the delivery's project and opens its webhook

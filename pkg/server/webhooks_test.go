@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -368,4 +369,53 @@ func TestPublicURL(t *testing.T) {
 	plain.project(t, "proj")
 	plain.user(t, "POST", "/projects/proj/webhook", nil).ok(t, http.StatusOK, &none)
 	require.Empty(t, none.PublicURL)
+}
+
+func TestWebhookDeliveriesList(t *testing.T) {
+	t.Parallel()
+	e := newWebhookEnv(t)
+	push := readSample(t, "github-push.json") // feature/x: one branch tracks it
+	started := delivery{forge: webhook.GitHub, event: "push", id: "l-1", body: push, secret: e.secret}
+	var res api.WebhookResult
+	e.post(t, "proj", started).ok(t, http.StatusCreated, &res)
+	e.post(t, "proj", started).ok(t, http.StatusOK, &res) // duplicate
+	e.post(t, "proj", started).ok(t, http.StatusOK, &res) // duplicate
+	const sha = "59b20b8d5c6ff8d09518454d4dd8b7b30f095ab5"
+	e.post(t, "proj", delivery{forge: webhook.Gitea, event: "push", id: "l-2", secret: e.secret,
+		body: []byte(`{"ref":"refs/heads/nobody","after":"` + sha + `"}`)}).ok(t, http.StatusAccepted, &res)
+	ping := delivery{forge: webhook.GitHub, event: "ping", id: "l-3", body: []byte(`{"zen":"hi"}`), secret: e.secret}
+	e.post(t, "proj", ping).ok(t, http.StatusAccepted, &res)
+	e.post(t, "proj", ping).ok(t, http.StatusAccepted, &res)
+	require.Equal(t, api.WebhookIgnored, res.Status, "a repeated ignored event is still ignored")
+	e.post(t, "proj", delivery{forge: webhook.GitHub, event: "push", id: "l-4", body: push, secret: "wrong"}).
+		envelope(t, http.StatusUnauthorized, api.CodeUnauthorized)
+
+	var ds []api.WebhookDelivery
+	e.user(t, "GET", "/projects/proj/deliveries", nil).ok(t, http.StatusOK, &ds)
+	require.Len(t, ds, 3, "the refused delivery is not recorded")
+	byID := map[string]api.WebhookDelivery{}
+	for _, d := range ds {
+		byID[d.Delivery] = d
+	}
+	require.Equal(t, api.WebhookStarted, byID["l-1"].Outcome)
+	require.Len(t, byID["l-1"].Flows, 1)
+	require.Equal(t, 2, byID["l-1"].Duplicates)
+	require.Equal(t, "github", byID["l-1"].Forge)
+	require.Equal(t, "push", byID["l-1"].Event)
+	require.WithinDuration(t, time.Now(), byID["l-1"].Received, time.Minute)
+	require.Equal(t, api.WebhookNoBranch, byID["l-2"].Outcome)
+	require.Contains(t, byID["l-2"].Note, `"nobody"`)
+	require.Empty(t, byID["l-2"].Flows)
+	require.Equal(t, api.WebhookIgnored, byID["l-3"].Outcome)
+	require.Equal(t, 1, byID["l-3"].Duplicates)
+	require.Contains(t, byID["l-3"].Note, "ping")
+
+	e.user(t, "GET", "/projects/proj/deliveries?limit=1", nil).ok(t, http.StatusOK, &ds)
+	require.Len(t, ds, 1)
+	for _, bad := range []string{"0", "x", "1001"} {
+		ae := e.user(t, "GET", "/projects/proj/deliveries?limit="+bad, nil).envelope(t, http.StatusBadRequest, api.CodeBadRequest)
+		require.Contains(t, ae.Message, "from 1 to 1000")
+	}
+	e.user(t, "GET", "/projects/nope/deliveries", nil).envelope(t, http.StatusNotFound, api.CodeNotFound)
+	e.call(t, "GET", "/projects/proj/deliveries", nil, "").envelope(t, http.StatusUnauthorized, api.CodeUnauthorized)
 }
