@@ -270,6 +270,7 @@ type RetentionReport struct {
 	CacheBytes    int64    `json:"cache_bytes"`
 	OrphanBlobs   int      `json:"orphan_blobs"`
 	OrphanBytes   int64    `json:"orphan_bytes"`
+	Deliveries    int      `json:"deliveries"` // webhook delivery records deleted
 	Errors        []string `json:"errors,omitempty"`
 	Seconds       float64  `json:"seconds"`
 }

@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/url"
+	"time"
 
 	"github.com/kraken-go/kk/pkg/ci"
 )
@@ -10,6 +11,7 @@ import (
 //
 //	POST /api/v1/projects/{p}/webhook    WebhookRequest → WebhookSetup (user; creates
 //	                                     the secret on first use, rotate replaces it)
+//	GET  /api/v1/projects/{p}/deliveries?limit=N  → []WebhookDelivery, newest first (user)
 //	POST /webhooks/{p}/{forge}           a forge's delivery (public; signed with the
 //	                                     project's webhook secret) → WebhookResult
 //
@@ -69,3 +71,21 @@ const (
 	WebhookNoBranch  = "no_branch"
 	WebhookDuplicate = "duplicate"
 )
+
+// WebhookDelivery is a delivery kkd recorded (GET
+// /api/v1/projects/{p}/deliveries). Refused deliveries (bad signature) are
+// not recorded: kkd's log has them.
+type WebhookDelivery struct {
+	Forge    string    `json:"forge"`
+	Event    string    `json:"event"`
+	Delivery string    `json:"delivery"`
+	Received time.Time `json:"received"`
+	// Outcome: started, no_branch, ignored; "" for deliveries recorded
+	// before kkd recorded outcomes.
+	Outcome string  `json:"outcome"`
+	Flows   []int64 `json:"flows,omitempty"`
+	// Duplicates counts the later deliveries with the same id; they
+	// started nothing.
+	Duplicates int    `json:"duplicates"`
+	Note       string `json:"note,omitempty"`
+}

@@ -3,6 +3,8 @@ package client
 import (
 	"context"
 	"net/http"
+	"net/url"
+	"strconv"
 
 	"github.com/kraken-go/kk/pkg/api"
 )
@@ -38,4 +40,14 @@ func (c *Client) WebhookSetup(ctx context.Context, project string, rotate bool) 
 	var out api.WebhookSetup
 	err := c.do(ctx, http.MethodPost, path("projects", project, "webhook"), nil, api.WebhookRequest{Rotate: rotate}, &out)
 	return out, err
+}
+
+// ListDeliveries returns the project's latest recorded webhook deliveries,
+// newest first; limit <= 0: kkd's default.
+func (c *Client) ListDeliveries(ctx context.Context, project string, limit int) ([]api.WebhookDelivery, error) {
+	q := url.Values{}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	return list[api.WebhookDelivery](ctx, c, path("projects", project, "deliveries"), q)
 }

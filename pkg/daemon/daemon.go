@@ -255,7 +255,7 @@ func Serve(ctx context.Context, o Options) error {
 		// Leader-only work: one replica at a time (always this one on SQLite).
 		err := elector.Run(runCtx, func(ctx context.Context) error {
 			pl := planner.New(planner.Config{Store: st, Engine: eng, Logger: log.With("component", "planner"),
-				RepoDir: filepath.Join(o.DataDir, "planner-repos")})
+				RepoDir: filepath.Join(o.DataDir, "planner-repos"), Secrets: cipher})
 			return leaderWork(ctx, log, replica, watchdog.Config{Store: st, Engine: eng, Dispatcher: disp, Logger: log, Health: health}, archiver,
 				leaderTask{"planner", func(ctx context.Context) { _ = pl.Run(ctx) }},
 				leaderTask{"stage repo refresh", stageRepos.Run}, leaderTask{"retention", ret.Loop})

@@ -32,6 +32,7 @@ import (
 
 	"github.com/kraken-go/kk/pkg/ci"
 	"github.com/kraken-go/kk/pkg/engine"
+	"github.com/kraken-go/kk/pkg/secrets"
 	"github.com/kraken-go/kk/pkg/store"
 )
 
@@ -55,6 +56,9 @@ type Config struct {
 	// RepoDir holds the planner's bare clones of polled repositories
 	// (default: in memory, fetched in full on every poll).
 	RepoDir string
+	// Secrets opens the project secrets repo triggers take access tokens
+	// from (token_secret); nil: such triggers cannot poll.
+	Secrets *secrets.Cipher
 }
 
 // Planner fires stage triggers.

@@ -1,12 +1,20 @@
 package planner_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/kraken-go/kk/pkg/api"
+	"github.com/kraken-go/kk/pkg/secrets"
 	"log/slog"
+	"net/http"
+	"net/http/cgi"
+	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -330,4 +338,77 @@ func TestReplanDropsRemovedTriggers(t *testing.T) {
 	f.stage("x", "root", `{"parent": True}`)
 	f.tick(p)
 	require.Empty(t, mustStates(t, f))
+}
+
+// TestRepoTriggerTokenSecret polls a repository served over smart HTTP (git
+// http-backend) behind basic auth with the token of a project secret.
+func TestRepoTriggerTokenSecret(t *testing.T) {
+	gitBin, err := exec.LookPath("git")
+	require.NoError(t, err, "the git CLI serves the repository")
+	f := newFixture(t)
+	dir := t.TempDir()
+	repo, err := git.PlainInit(dir, false)
+	require.NoError(t, err)
+	commit := func(msg string) string {
+		wt, err := repo.Worktree()
+		require.NoError(t, err)
+		require.NoError(t, writeFile(filepath.Join(dir, "f.txt"), msg))
+		_, err = wt.Add("f.txt")
+		require.NoError(t, err)
+		h, err := wt.Commit(msg, &git.CommitOptions{Author: &object.Signature{Name: "Ann", Email: "ann@example.com", When: time.Now()}})
+		require.NoError(t, err)
+		return h.String()
+	}
+	commit("first")
+	const token, wrong = "s3cr3t-planner-token", "wr0ng-planner-token"
+	backend := &cgi.Handler{
+		Path: gitBin, Args: []string{"http-backend"},
+		Env: []string{"GIT_PROJECT_ROOT=" + filepath.Dir(dir), "GIT_HTTP_EXPORT_ALL=1"},
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pass, ok := r.BasicAuth(); !ok || pass != token {
+			w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
+			http.Error(w, "authentication required", http.StatusUnauthorized)
+			return
+		}
+		backend.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	url := srv.URL + "/" + filepath.Base(dir)
+
+	cipher, err := secrets.New(bytes.Repeat([]byte{7}, 32))
+	require.NoError(t, err)
+	for name, value := range map[string]string{"tok": token, "bad": wrong} {
+		plain, err := json.Marshal(api.SecretValue{Kind: api.SecretSimple, Value: value})
+		require.NoError(t, err)
+		sealed, err := cipher.Seal(f.branch.ProjectID, name, plain)
+		require.NoError(t, err)
+		_, err = f.st.PutSecret(f.ctx, &store.Secret{ProjectID: f.branch.ProjectID, Name: name, Kind: api.SecretSimple, Sealed: sealed})
+		require.NoError(t, err)
+	}
+	trig := func(secret string) string {
+		return fmt.Sprintf(`{"repo": {"url": %q, "branch": "master", "interval": "2s", "token_secret": %q}}`, url, secret)
+	}
+	s := f.stage("authed", "root", trig("tok"))
+	f.stage("wrong", "root", trig("bad"))
+	f.stage("missing", "root", trig("nope"))
+	t0 := f.startClock(s, 0)
+	var logs bytes.Buffer
+	p := planner.New(planner.Config{Store: f.st, Engine: f.eng, Now: f.clock.Now, RepoDir: t.TempDir(), Secrets: cipher,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+
+	f.tick(p) // records the head
+	commit("second")
+	f.clock.Set(t0.Add(2 * time.Second))
+	f.tick(p)
+	f.tick(p)
+	require.Len(t, f.runs("authed"), 1, "the token opens the repository")
+	require.Empty(t, f.runs("wrong"))
+	require.Empty(t, f.runs("missing"))
+	out := logs.String()
+	require.Contains(t, out, "authentication required", "the wrong token's poll fails")
+	require.Contains(t, out, `access token secret \"nope\" does not exist`)
+	require.NotContains(t, out, token, "the token is never logged")
+	require.NotContains(t, out, wrong)
+	require.Equal(t, 2, strings.Count(out, `does not exist`), "a missing secret is retried at the trigger's interval, not at every tick")
 }

@@ -16,9 +16,11 @@ import (
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
+	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 	"github.com/go-git/go-git/v5/storage/memory"
 
 	"github.com/kraken-go/kk/pkg/ci"
+	"github.com/kraken-go/kk/pkg/stagerepo"
 	"github.com/kraken-go/kk/pkg/store"
 	"github.com/kraken-go/kk/pkg/webhook"
 )
@@ -33,10 +35,12 @@ const (
 
 // RepoPoller reads a repository's branch for repo triggers.
 type RepoPoller interface {
-	// Poll fetches the branch of the repository at url and returns its head
-	// commit and the commits after since (exclusive; "" for none), newest
-	// first, at most max of them and none older than maxAge before the head.
-	Poll(ctx context.Context, url, branch, since string, max int, maxAge time.Duration) (head string, commits []webhook.Commit, err error)
+	// Poll fetches the branch of the repository at url (with token as the
+	// HTTP basic auth password when not "") and returns its head commit and
+	// the commits after since (exclusive; "" for none), newest first, at
+	// most max of them and none older than maxAge before the head. Errors
+	// never contain the token.
+	Poll(ctx context.Context, url, branch, token, since string, max int, maxAge time.Duration) (head string, commits []webhook.Commit, err error)
 }
 
 // GitPoller polls with go-git. With a Dir it keeps a bare clone per
@@ -46,7 +50,15 @@ type GitPoller struct {
 }
 
 // Poll implements RepoPoller.
-func (g *GitPoller) Poll(ctx context.Context, url, branch, since string, max int, maxAge time.Duration) (string, []webhook.Commit, error) {
+func (g *GitPoller) Poll(ctx context.Context, url, branch, token, since string, max int, maxAge time.Duration) (string, []webhook.Commit, error) {
+	head, commits, err := g.poll(ctx, url, branch, token, since, max, maxAge)
+	if err != nil && token != "" && strings.Contains(err.Error(), token) {
+		err = errors.New(strings.ReplaceAll(err.Error(), token, "***"))
+	}
+	return head, commits, err
+}
+
+func (g *GitPoller) poll(ctx context.Context, url, branch, token, since string, max int, maxAge time.Duration) (string, []webhook.Commit, error) {
 	ctx, cancel := context.WithTimeout(ctx, pollTimeout)
 	defer cancel()
 	repo, err := g.open(url)
@@ -55,7 +67,12 @@ func (g *GitPoller) Poll(ctx context.Context, url, branch, since string, max int
 	}
 	ref := plumbing.NewRemoteReferenceName("origin", branch)
 	spec := config.RefSpec("+" + plumbing.NewBranchReferenceName(branch).String() + ":" + ref.String())
-	err = repo.FetchContext(ctx, &git.FetchOptions{RemoteName: "origin", RefSpecs: []config.RefSpec{spec}, Tags: git.NoTags, Force: true})
+	opts := &git.FetchOptions{RemoteName: "origin", RefSpecs: []config.RefSpec{spec}, Tags: git.NoTags, Force: true}
+	if token != "" {
+		// As GitHub, GitLab and Gitea take access tokens (pkg/stagerepo).
+		opts.Auth = &githttp.BasicAuth{Username: "kk", Password: token}
+	}
+	err = repo.FetchContext(ctx, opts)
 	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
 		return "", nil, fmt.Errorf("fetch branch %q of %s: %w", branch, url, err)
 	}
@@ -148,6 +165,23 @@ type pollResult struct {
 	stale   bool               // another replica changed it: re-read
 }
 
+// token reads the access token of repo trigger r of stage s ("" without
+// token_secret).
+func (p *Planner) token(ctx context.Context, s ci.Stage, r rule) (string, error) {
+	if r.tokenSecret == "" {
+		return "", nil
+	}
+	b, err := p.cfg.Store.GetBranch(ctx, s.BranchID)
+	if err != nil {
+		return "", fmt.Errorf("get branch: %w", err)
+	}
+	pr, err := p.cfg.Store.GetProject(ctx, b.ProjectID)
+	if err != nil {
+		return "", fmt.Errorf("get project: %w", err)
+	}
+	return stagerepo.ReadToken(ctx, p.cfg.Store, p.cfg.Secrets, pr, r.tokenSecret)
+}
+
 // startPoll polls the repo trigger r of ps in the background.
 func (p *Planner) startPoll(ctx context.Context, ps *plannedStage, r rule, st store.TriggerState, now time.Time) {
 	id := ps.stage.ID
@@ -183,7 +217,14 @@ func (p *Planner) poll(ctx context.Context, s ci.Stage, r rule, st store.Trigger
 		next[k] = v
 	}
 	var changed []webhook.Trigger
-	for _, spec := range r.repos {
+	repos := r.repos
+	token, err := p.token(ctx, s, r)
+	if err != nil {
+		// Recorded as a poll (at the trigger's interval), like a failed fetch.
+		log.Warn("planner: repo trigger not polled", "err", err)
+		repos = nil
+	}
+	for _, spec := range repos {
 		branch := spec.Branch
 		if branch == "" {
 			if defBranch == "" {
@@ -198,7 +239,7 @@ func (p *Planner) poll(ctx context.Context, s ci.Stage, r rule, st store.Trigger
 		}
 		key := spec.URL + "#" + branch
 		since := prev[key]
-		head, commits, err := p.cfg.Repos.Poll(ctx, spec.URL, branch, since, maxCommits, maxCommitAge)
+		head, commits, err := p.cfg.Repos.Poll(ctx, spec.URL, branch, token, since, maxCommits, maxCommitAge)
 		if err != nil {
 			log.Warn("planner: repo poll failed", "url", spec.URL, "branch", branch, "err", err)
 			continue

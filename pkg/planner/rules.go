@@ -40,6 +40,9 @@ type rule struct {
 	every time.Duration
 	date  time.Time
 	repos []repoSpec
+	// tokenSecret names the project secret holding the repo trigger's
+	// access token ("": none).
+	tokenSecret string
 }
 
 // repoSpec is one repository a repo trigger polls.
@@ -124,6 +127,7 @@ func repoRule(m map[string]any) (rule, error) {
 	if len(r.repos) == 0 {
 		return rule{}, fmt.Errorf("repo trigger: no repository url")
 	}
+	r.tokenSecret = str(m["token_secret"])
 	return r, nil
 }
 

@@ -1,6 +1,7 @@
 // Package retention deletes old data: per branch (ci.Retention, days
 // counted from a flow's finish) flows with everything below them, job logs
-// (database chunks and archived blobs) and artifacts (rows and blobs); and
+// (database chunks and archived blobs) and artifacts (rows and blobs);
+// webhook delivery records older than KeepDeliveries (30 days); and
 // everywhere expired caches and blobs nothing refers to any more (left by
 // deleted projects, branches and flows, or by a crash between a row's
 // deletion and its blob's). The leader runs it daily (Loop); admins run it
@@ -39,7 +40,15 @@ type Config struct {
 	BlobGrace time.Duration
 	// Every is the Loop's interval (default 24 h).
 	Every time.Duration
+	// KeepDeliveries is how long webhook delivery records are kept
+	// (default DeliveryRetention).
+	KeepDeliveries time.Duration
 }
+
+// DeliveryRetention is how long a webhook delivery record is kept: far
+// beyond the days within which forges retry and users redeliver, so that a
+// redelivery is still told apart as a duplicate.
+const DeliveryRetention = 30 * 24 * time.Hour
 
 // Report is what a run deleted.
 type Report = api.RetentionReport
@@ -60,6 +69,9 @@ func New(cfg Config) *Enforcer {
 	}
 	if cfg.Every <= 0 {
 		cfg.Every = 24 * time.Hour
+	}
+	if cfg.KeepDeliveries <= 0 {
+		cfg.KeepDeliveries = DeliveryRetention
 	}
 	return &Enforcer{cfg: cfg}
 }
@@ -92,12 +104,15 @@ func (e *Enforcer) Run(ctx context.Context) (Report, error) {
 	rep.Seconds = time.Since(start).Seconds()
 	e.cfg.Logger.Info("retention done", "flows", rep.Flows, "jobs", rep.Jobs, "logs", rep.Logs, "log_bytes", rep.LogBytes,
 		"artifacts", rep.Artifacts, "artifact_bytes", rep.ArtifactBytes, "caches", rep.Caches, "cache_bytes", rep.CacheBytes,
-		"orphan_blobs", rep.OrphanBlobs, "orphan_bytes", rep.OrphanBytes, "errors", len(rep.Errors), "seconds", rep.Seconds)
+		"orphan_blobs", rep.OrphanBlobs, "orphan_bytes", rep.OrphanBytes, "deliveries", rep.Deliveries, "errors", len(rep.Errors), "seconds", rep.Seconds)
 	return rep, err
 }
 
 func (e *Enforcer) run(ctx context.Context, now time.Time, rep *Report) error {
 	if err := e.caches(ctx, now, rep); err != nil {
+		return err
+	}
+	if err := e.deliveries(ctx, now.Add(-e.cfg.KeepDeliveries), rep); err != nil {
 		return err
 	}
 	projects, err := e.cfg.Store.ListProjects(ctx)
@@ -155,6 +170,20 @@ func (e *Enforcer) caches(ctx context.Context, now time.Time, rep *Report) error
 			rep.CacheBytes += c.Size
 		}
 		if len(gone) < e.cfg.Batch {
+			return nil
+		}
+	}
+}
+
+// deliveries deletes the webhook delivery records received before t.
+func (e *Enforcer) deliveries(ctx context.Context, before time.Time, rep *Report) error {
+	for {
+		n, err := e.cfg.Store.DeleteDeliveriesBefore(ctx, before, e.cfg.Batch)
+		if err != nil {
+			return err
+		}
+		rep.Deliveries += n
+		if n < e.cfg.Batch {
 			return nil
 		}
 	}

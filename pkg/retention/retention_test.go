@@ -174,3 +174,26 @@ func TestBlobGCAndCaches(t *testing.T) {
 	require.True(t, f.has(a.BlobKey), "referenced")
 	require.True(t, f.has(logs.ArchiveKey(j.ID)), "the log of a job that exists")
 }
+
+func TestRetentionDeliveries(t *testing.T) {
+	f := newFixture(t)
+	for _, id := range []string{"a", "b", "c"} {
+		d := store.Delivery{ProjectID: f.branch.ProjectID, Forge: "github", DeliveryID: id, Event: "push", Outcome: "no_branch"}
+		require.NoError(t, f.st.RecordDelivery(f.ctx, &d))
+	}
+	day := 24 * time.Hour
+
+	rep, err := f.enforcer(29 * day).Run(f.ctx)
+	require.NoError(t, err)
+	require.Zero(t, rep.Deliveries, "deliveries are kept 30 days, long after forges redeliver")
+	ds, err := f.st.ListDeliveries(f.ctx, f.branch.ProjectID, 0)
+	require.NoError(t, err)
+	require.Len(t, ds, 3)
+
+	rep, err = f.enforcer(31 * day).Run(f.ctx)
+	require.NoError(t, err)
+	require.Equal(t, 3, rep.Deliveries, "in batches of 1")
+	ds, err = f.st.ListDeliveries(f.ctx, f.branch.ProjectID, 0)
+	require.NoError(t, err)
+	require.Empty(t, ds)
+}

@@ -459,6 +459,14 @@ func TestEvalProblems(t *testing.T) {
 			},
 		},
 		{
+			name: "bad token_secret and unknown key in repo trigger",
+			code: "def stage(ctx):\n    return {\"triggers\": {\"repo\": {\"url\": \"https://x/r.git\", \"interval\": \"10m\", \"token_secret\": 7, \"tokn\": \"t\"}}}\n",
+			want: []want{
+				{key: "triggers.repo.token_secret", msg: "token_secret must name a simple project secret holding an access token"},
+				{key: "triggers.repo.tokn", msg: "unknown key"},
+			},
+		},
+		{
 			name: "duplicate job names",
 			code: `def stage(ctx):
     jobs = []

@@ -15,7 +15,7 @@ var (
 	envKeys          = []string{"agents_group", "system", "executor", "config", "network"}
 	paramKeys        = []string{"name", "type", "default", "description"}
 	triggerKeys      = []string{"parent", "manual", "interval", "date", "cron", "repo", "github", "gitlab", "gitea", "radicle"}
-	repoKeys         = []string{"url", "branch", "repos", "interval", "git_cfg"}
+	repoKeys         = []string{"url", "branch", "repos", "interval", "git_cfg", "token_secret"}
 	repoEntryKeys    = []string{"url", "branch"}
 	notificationKeys = []string{"email", "slack", "github", "discord", "radicle"}
 	executors        = []string{"local", "docker", "lxd"}
@@ -157,6 +157,11 @@ func (v *validator) repoTrigger(p path, x any) map[string]any {
 	for _, k := range []string{"url", "branch"} {
 		if x, ok := m[k]; ok {
 			v.str(p.key(k), x)
+		}
+	}
+	if x, ok := m["token_secret"]; ok {
+		if s, ok := x.(string); !ok || s == "" {
+			v.add(p.key("token_secret"), "token_secret must name a simple project secret holding an access token (e.g. \"gh-token\"), got %s", describe(x))
 		}
 	}
 	if x, ok := m["repos"]; ok {

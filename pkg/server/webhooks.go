@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/kraken-go/kk/pkg/api"
@@ -25,6 +26,7 @@ const webhookSecretName = "webhook:secret"
 
 func (s *Server) webhookRoutes(user func(string, handlerFunc), pub func(string, handlerFunc)) {
 	user("POST "+api.Prefix+"/projects/{p}/webhook", s.webhookSetup)
+	user("GET "+api.Prefix+"/projects/{p}/deliveries", s.listDeliveries)
 	pub("POST /webhooks/{p}/{forge}", s.webhookDelivery)
 }
 
@@ -85,10 +87,6 @@ func (s *Server) webhookDelivery(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return notFoundf("%v: the webhook URLs are /webhooks/PROJECT/{github,gitlab,gitea} (see `kk project webhook PROJECT`)", err)
 	}
-	p, err := s.project(r)
-	if err != nil {
-		return err
-	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxWebhookBody))
 	if err != nil {
 		var mbe *http.MaxBytesError
@@ -97,13 +95,23 @@ func (s *Server) webhookDelivery(w http.ResponseWriter, r *http.Request) error {
 		}
 		return fmt.Errorf("read webhook body: %w", err)
 	}
-	secret, err := s.webhookSecret(r, p)
+	// An unknown project, or one without a usable webhook secret, is
+	// checked against a random secret and refused like a wrong signature,
+	// so that the public URL does not tell which projects exist.
+	p, secret, why, err := s.webhookTarget(r)
 	if err != nil {
 		return err
 	}
-	if err := webhook.Verify(forge, r.Header, body, secret); err != nil {
-		s.cfg.Logger.Warn("webhook delivery refused", "project", p.Name, "forge", forge, "remote", remoteIP(r), "err", err)
-		return unauthorizedf("%v", err)
+	if err := webhook.Verify(forge, r.Header, body, secret); err != nil || why != "" {
+		if why == "" {
+			why = err.Error()
+		}
+		s.cfg.Logger.Warn("webhook delivery refused", "project", r.PathValue("p"), "forge", forge, "remote", remoteIP(r), "reason", why)
+		if err == nil {
+			// A random secret was guessed: refuse all the same.
+			err = fmt.Errorf("%w: the signature does not match", webhook.ErrSignature)
+		}
+		return unauthorizedf("%v (check the project in the webhook URL and the secret from `kk project webhook PROJECT`)", err)
 	}
 	ev, err := webhook.Parse(forge, r.Header, body)
 	if err != nil {
@@ -114,6 +122,14 @@ func (s *Server) webhookDelivery(w http.ResponseWriter, r *http.Request) error {
 	if ev.Kind == webhook.KindIgnore {
 		res.Status, res.Message = api.WebhookIgnored, "ignored: "+ev.Reason
 		log.Info("webhook delivery ignored", "reason", ev.Reason)
+		// Recorded for `kk project deliveries`; a repeat is counted and
+		// answered the same (it starts nothing either way).
+		d := store.Delivery{ProjectID: p.ID, Forge: string(forge), DeliveryID: res.Delivery, Event: ev.Name, Outcome: api.WebhookIgnored, Note: ev.Reason}
+		if err := s.cfg.Store.RecordDelivery(r.Context(), &d); errors.Is(err, ci.ErrConflict) {
+			s.countDuplicate(r, p, res)
+		} else if err != nil {
+			return err
+		}
 		return writeJSON(w, http.StatusAccepted, res)
 	}
 
@@ -129,6 +145,7 @@ func (s *Server) webhookDelivery(w http.ResponseWriter, r *http.Request) error {
 	}
 	d := store.Delivery{ProjectID: p.ID, Forge: string(forge), DeliveryID: res.Delivery, Event: ev.Name}
 	if len(targets) == 0 {
+		d.Outcome = api.WebhookNoBranch
 		d.Note = fmt.Sprintf("no branch of project %s tracks repository branch %q", p.Name, ev.Branch)
 	}
 	if err := s.cfg.Store.RecordDelivery(r.Context(), &d); err != nil {
@@ -185,7 +202,11 @@ func (s *Server) webhookDelivery(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("%s delivery %s started no flow: %s: %w", forge, res.Delivery, strings.Join(failures, "; "), firstErr)
 	}
 	note := strings.Join(failures, "; ")
-	if err := s.cfg.Store.SetDeliveryResult(r.Context(), d.ID, res.Flows[0].ID, note); err != nil {
+	ids := make([]int64, len(res.Flows))
+	for i, f := range res.Flows {
+		ids[i] = f.ID
+	}
+	if err := s.cfg.Store.SetDeliveryResult(r.Context(), d.ID, ids, note); err != nil {
 		return err
 	}
 	res.Status = api.WebhookStarted
@@ -203,27 +224,84 @@ func (s *Server) duplicateDelivery(w http.ResponseWriter, r *http.Request, p ci.
 	if d, err := s.cfg.Store.GetDelivery(r.Context(), p.ID, res.Forge, res.Delivery); err == nil && d.FlowID != 0 {
 		res.Message = fmt.Sprintf("delivery %s was received before and started flow %d: nothing started", res.Delivery, d.FlowID)
 	}
-	s.cfg.Logger.Info("webhook delivery repeated", "project", p.Name, "forge", res.Forge, "delivery_id", res.Delivery)
+	s.countDuplicate(r, p, res)
 	return writeJSON(w, http.StatusOK, res)
 }
 
-// webhookSecret opens the project's webhook secret; a project without one
-// takes no webhooks (401).
-func (s *Server) webhookSecret(r *http.Request, p ci.Project) ([]byte, error) {
-	sealed, err := s.cfg.Store.GetWebhookSecret(r.Context(), p.ID)
-	if errors.Is(err, ci.ErrNotFound) {
-		return nil, unauthorizedf("project %s has no webhook secret, so it takes no webhooks: create one with `kk project webhook %s`", p.Name, p.Name)
+// countDuplicate logs a repeated delivery and counts it on its record.
+func (s *Server) countDuplicate(r *http.Request, p ci.Project, res api.WebhookResult) {
+	log := s.cfg.Logger.With("project", p.Name, "forge", res.Forge, "delivery_id", res.Delivery)
+	log.Info("webhook delivery repeated")
+	if err := s.cfg.Store.AddDeliveryDuplicate(r.Context(), p.ID, res.Forge, res.Delivery); err != nil {
+		// Deleted in between (retention): the answer stays right.
+		log.Warn("count repeated delivery", "err", err)
+	}
+}
+
+// defaultDeliveries is how many deliveries a listing returns without limit.
+const defaultDeliveries = 50
+
+// listDeliveries lists the project's recorded deliveries, newest first.
+func (s *Server) listDeliveries(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.project(r)
+	if err != nil {
+		return err
+	}
+	limit := int64(defaultDeliveries)
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 || n > 1000 {
+			return badRequest("limit=%q: give a whole number from 1 to 1000", v)
+		}
+		limit = n
+	}
+	ds, err := s.cfg.Store.ListDeliveries(r.Context(), p.ID, int(limit))
+	if err != nil {
+		return err
+	}
+	out := make([]api.WebhookDelivery, len(ds))
+	for i, d := range ds {
+		out[i] = api.WebhookDelivery{Forge: d.Forge, Event: d.Event, Delivery: d.DeliveryID, Received: d.Received,
+			Outcome: d.Outcome, Flows: d.FlowIDs, Duplicates: d.Duplicates, Note: d.Note}
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+// webhookTarget resolves the delivery's project and opens its webhook
+// secret. When the project does not exist, has no webhook secret, or its
+// secret cannot be opened, it returns a fresh random secret (so the
+// signature is still computed and refused) and why, for the log only.
+func (s *Server) webhookTarget(r *http.Request) (ci.Project, []byte, string, error) {
+	dummy := func(p ci.Project, why string) (ci.Project, []byte, string, error) {
+		secret, err := webhook.NewSecret()
+		if err != nil {
+			return p, nil, "", err
+		}
+		return p, []byte(secret), why, nil
+	}
+	// Without a cipher no project takes webhooks: saying so tells nothing.
+	if err := s.requireCipher(); err != nil {
+		return ci.Project{}, nil, "", err
+	}
+	p, err := s.project(r)
+	var ae *api.Error
+	if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
+		return dummy(p, "no such project")
 	}
 	if err != nil {
-		return nil, err
+		return p, nil, "", err
 	}
-	if err := s.requireCipher(); err != nil {
-		return nil, err
+	sealed, err := s.cfg.Store.GetWebhookSecret(r.Context(), p.ID)
+	if errors.Is(err, ci.ErrNotFound) {
+		return dummy(p, fmt.Sprintf("project %s has no webhook secret: create one with `kk project webhook %s`", p.Name, p.Name))
+	}
+	if err != nil {
+		return p, nil, "", err
 	}
 	plain, err := s.cfg.Secrets.Open(p.ID, webhookSecretName, sealed)
 	if err != nil {
 		s.cfg.Logger.Error("cannot decrypt a webhook secret", "project", p.Name, "err", err)
-		return nil, unauthorizedf("the webhook secret of project %s cannot be decrypted (kkd's secret key changed): make a new one with `kk project webhook %s --rotate` and give it to the forge", p.Name, p.Name)
+		return dummy(p, fmt.Sprintf("the webhook secret of project %s cannot be decrypted (kkd's secret key changed): make a new one with `kk project webhook %s --rotate` and give it to the forge", p.Name, p.Name))
 	}
-	return plain, nil
+	return p, plain, "", nil
 }

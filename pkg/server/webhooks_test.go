@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -205,7 +206,7 @@ func TestWebhookRefused(t *testing.T) {
 		{"gitlab wrong token", "proj", delivery{forge: webhook.GitLab, event: "Push Hook", id: "e", body: readSample(t, "gitlab-push.json"), secret: "wrong"}, http.StatusUnauthorized, "X-Gitlab-Token"},
 		{"gitlab missing token", "proj", delivery{forge: webhook.GitLab, event: "Push Hook", id: "f", body: readSample(t, "gitlab-push.json")}, http.StatusUnauthorized, "X-Gitlab-Token is missing"},
 		{"unknown forge", "proj", delivery{forge: "bitbucket", event: "push", id: "g", body: push}, http.StatusNotFound, "unknown forge"},
-		{"unknown project", "nope", delivery{forge: webhook.GitHub, event: "push", id: "h", body: push, secret: e.secret}, http.StatusNotFound, "does not exist"},
+		{"unknown project", "nope", delivery{forge: webhook.GitHub, event: "push", id: "h", body: push, secret: e.secret}, http.StatusUnauthorized, "X-Hub-Signature-256 does not match"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -233,9 +234,25 @@ func TestWebhookWithoutSecret(t *testing.T) {
 	e := newSecretEnv(t)
 	e.project(t, "proj")
 	we := &webhookEnv{env: e}
-	r := we.post(t, "proj", delivery{forge: webhook.GitHub, event: "push", id: "x", body: readSample(t, "github-push.json"), secret: "guess"})
-	ae := r.envelope(t, http.StatusUnauthorized, api.CodeUnauthorized)
-	require.Contains(t, ae.Message, "kk project webhook proj")
+	body := readSample(t, "github-push.json")
+	// A project without a webhook secret and a project that does not exist
+	// answer exactly like a wrong signature: the public URL does not tell
+	// which projects exist.
+	for _, forge := range []webhook.Forge{webhook.GitHub, webhook.Gitea, webhook.GitLab} {
+		t.Run(string(forge), func(t *testing.T) {
+			var bodies []string
+			for _, project := range []string{"proj", "nope", "12345"} {
+				r := we.post(t, project, delivery{forge: forge, event: "push", id: "x", body: body, secret: "guess"})
+				ae := r.envelope(t, http.StatusUnauthorized, api.CodeUnauthorized)
+				require.Contains(t, ae.Message, "kk project webhook PROJECT")
+				require.NotContains(t, ae.Message, "project "+project)
+				require.NotContains(t, ae.Message, "secret: create")
+				bodies = append(bodies, string(r.body))
+			}
+			require.Equal(t, bodies[0], bodies[1], "no secret and no project answer alike")
+			require.Equal(t, bodies[0], bodies[2])
+		})
+	}
 }
 
 func TestWebhookNothingToStart(t *testing.T) {
@@ -352,4 +369,53 @@ func TestPublicURL(t *testing.T) {
 	plain.project(t, "proj")
 	plain.user(t, "POST", "/projects/proj/webhook", nil).ok(t, http.StatusOK, &none)
 	require.Empty(t, none.PublicURL)
+}
+
+func TestWebhookDeliveriesList(t *testing.T) {
+	t.Parallel()
+	e := newWebhookEnv(t)
+	push := readSample(t, "github-push.json") // feature/x: one branch tracks it
+	started := delivery{forge: webhook.GitHub, event: "push", id: "l-1", body: push, secret: e.secret}
+	var res api.WebhookResult
+	e.post(t, "proj", started).ok(t, http.StatusCreated, &res)
+	e.post(t, "proj", started).ok(t, http.StatusOK, &res) // duplicate
+	e.post(t, "proj", started).ok(t, http.StatusOK, &res) // duplicate
+	const sha = "59b20b8d5c6ff8d09518454d4dd8b7b30f095ab5"
+	e.post(t, "proj", delivery{forge: webhook.Gitea, event: "push", id: "l-2", secret: e.secret,
+		body: []byte(`{"ref":"refs/heads/nobody","after":"` + sha + `"}`)}).ok(t, http.StatusAccepted, &res)
+	ping := delivery{forge: webhook.GitHub, event: "ping", id: "l-3", body: []byte(`{"zen":"hi"}`), secret: e.secret}
+	e.post(t, "proj", ping).ok(t, http.StatusAccepted, &res)
+	e.post(t, "proj", ping).ok(t, http.StatusAccepted, &res)
+	require.Equal(t, api.WebhookIgnored, res.Status, "a repeated ignored event is still ignored")
+	e.post(t, "proj", delivery{forge: webhook.GitHub, event: "push", id: "l-4", body: push, secret: "wrong"}).
+		envelope(t, http.StatusUnauthorized, api.CodeUnauthorized)
+
+	var ds []api.WebhookDelivery
+	e.user(t, "GET", "/projects/proj/deliveries", nil).ok(t, http.StatusOK, &ds)
+	require.Len(t, ds, 3, "the refused delivery is not recorded")
+	byID := map[string]api.WebhookDelivery{}
+	for _, d := range ds {
+		byID[d.Delivery] = d
+	}
+	require.Equal(t, api.WebhookStarted, byID["l-1"].Outcome)
+	require.Len(t, byID["l-1"].Flows, 1)
+	require.Equal(t, 2, byID["l-1"].Duplicates)
+	require.Equal(t, "github", byID["l-1"].Forge)
+	require.Equal(t, "push", byID["l-1"].Event)
+	require.WithinDuration(t, time.Now(), byID["l-1"].Received, time.Minute)
+	require.Equal(t, api.WebhookNoBranch, byID["l-2"].Outcome)
+	require.Contains(t, byID["l-2"].Note, `"nobody"`)
+	require.Empty(t, byID["l-2"].Flows)
+	require.Equal(t, api.WebhookIgnored, byID["l-3"].Outcome)
+	require.Equal(t, 1, byID["l-3"].Duplicates)
+	require.Contains(t, byID["l-3"].Note, "ping")
+
+	e.user(t, "GET", "/projects/proj/deliveries?limit=1", nil).ok(t, http.StatusOK, &ds)
+	require.Len(t, ds, 1)
+	for _, bad := range []string{"0", "x", "1001"} {
+		ae := e.user(t, "GET", "/projects/proj/deliveries?limit="+bad, nil).envelope(t, http.StatusBadRequest, api.CodeBadRequest)
+		require.Contains(t, ae.Message, "from 1 to 1000")
+	}
+	e.user(t, "GET", "/projects/nope/deliveries", nil).envelope(t, http.StatusNotFound, api.CodeNotFound)
+	e.call(t, "GET", "/projects/proj/deliveries", nil, "").envelope(t, http.StatusUnauthorized, api.CodeUnauthorized)
 }

@@ -126,20 +126,27 @@ func (l *Loader) Load(ctx context.Context, p ci.Project, b ci.Branch, name strin
 
 // token reads the access token secret (a simple secret of the project).
 func (l *Loader) token(ctx context.Context, p ci.Project, name string) (string, error) {
+	return ReadToken(ctx, l.cfg.Store, l.cfg.Secrets, p, name)
+}
+
+// ReadToken reads the access token secret name of project p (a simple
+// secret; "" for no name). Its errors (a *FetchError) say how to fix the
+// secret and never contain its value.
+func ReadToken(ctx context.Context, st store.Store, c *secrets.Cipher, p ci.Project, name string) (string, error) {
 	if name == "" {
 		return "", nil
 	}
-	sec, err := l.cfg.Store.GetSecret(ctx, p.ID, name)
+	sec, err := st.GetSecret(ctx, p.ID, name)
 	if errors.Is(err, ci.ErrNotFound) {
 		return "", &FetchError{fmt.Errorf("access token secret %q does not exist in project %s: create it with `kk secret create %s %s`", name, p.Name, p.Name, name)}
 	}
 	if err != nil {
 		return "", err
 	}
-	if l.cfg.Secrets == nil {
+	if c == nil {
 		return "", &FetchError{fmt.Errorf("kkd has no secret key, so it cannot read the access token secret %q", name)}
 	}
-	plain, err := l.cfg.Secrets.Open(p.ID, sec.Name, sec.Sealed)
+	plain, err := c.Open(p.ID, sec.Name, sec.Sealed)
 	if err != nil {
 		return "", &FetchError{fmt.Errorf("access token secret %q of project %s cannot be decrypted: create it again with `kk secret create %s %s --force`", name, p.Name, p.Name, name)}
 	}

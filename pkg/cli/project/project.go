@@ -26,6 +26,7 @@ func NewCmdProject(f *factory.Factory) *cobra.Command {
 	cmd.AddCommand(NewCmdShow(f, nil))
 	cmd.AddCommand(NewCmdDelete(f, nil))
 	cmd.AddCommand(NewCmdWebhook(f, nil))
+	cmd.AddCommand(NewCmdDeliveries(f, nil))
 	return cmd
 }
 

@@ -3,6 +3,8 @@ package project_test
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -234,4 +236,53 @@ func TestWebhookUsesServerPublicURL(t *testing.T) {
 	res = env.Run(t, "project", "webhook", "demo", "--url", "https://other.example.org")
 	require.Equal(t, cmdutil.ExitOK, res.Code, res.Stderr)
 	assert.Contains(t, res.Stdout, "https://other.example.org/webhooks/demo/github\n", "--url wins")
+}
+
+func TestDeliveries(t *testing.T) {
+	t.Parallel()
+	a := clitest.NewAPI(t)
+	var gotLimit atomic.Value // the handler runs in the server's goroutine
+	a.Handle("GET /api/v1/projects/{p}/deliveries", func(w http.ResponseWriter, r *http.Request) {
+		if r.PathValue("p") != "demo" {
+			clitest.Error(w, 404, api.CodeNotFound, `project "`+r.PathValue("p")+`" does not exist`)
+			return
+		}
+		gotLimit.Store(r.URL.Query().Get("limit"))
+		clitest.JSON(w, 200, []api.WebhookDelivery{
+			{Forge: "github", Event: "push", Delivery: "d-3", Received: created(), Outcome: api.WebhookStarted, Flows: []int64{7, 8}, Duplicates: 2},
+			{Forge: "gitea", Event: "push", Delivery: "d-2", Received: created(), Outcome: api.WebhookNoBranch, Note: "no branch of project demo tracks x"},
+			{Forge: "github", Event: "ping", Delivery: "d-1", Received: created(), Outcome: api.WebhookIgnored, Note: `event "ping"`, Duplicates: 1},
+		})
+	})
+	env := clitest.NewEnv(t, a)
+
+	res := env.Run(t, "project", "deliveries", "demo", "--limit", "3")
+	require.Equal(t, cmdutil.ExitOK, res.Code, res.Stderr)
+	require.Equal(t, "3", gotLimit.Load())
+	lines := strings.Split(strings.TrimSpace(res.Stdout), "\n")
+	require.Len(t, lines, 4)
+	for _, h := range []string{"TIME", "FORGE", "EVENT", "DELIVERY", "OUTCOME"} {
+		require.Contains(t, lines[0], h)
+	}
+	require.Contains(t, lines[1], "started flows 7, 8 (+2 duplicates)")
+	require.Contains(t, lines[2], "no branch matched")
+	require.Contains(t, lines[3], `ignored: event "ping" (+1 duplicate)`)
+
+	res = env.Run(t, "project", "deliveries", "demo", "-o", "json")
+	require.Equal(t, cmdutil.ExitOK, res.Code, res.Stderr)
+	require.Empty(t, gotLimit.Load(), "no --limit: the server's default")
+	var got []api.WebhookDelivery
+	require.NoError(t, json.Unmarshal([]byte(res.Stdout), &got))
+	require.Len(t, got, 3)
+	require.Equal(t, []int64{7, 8}, got[0].Flows)
+
+	res = env.Run(t, "project", "deliveries", "demo", "--limit", "-1")
+	require.Equal(t, cmdutil.ExitUsage, res.Code)
+	require.Contains(t, res.Stderr, "invalid --limit")
+	res = env.Run(t, "project", "deliveries")
+	require.Equal(t, cmdutil.ExitUsage, res.Code)
+	require.Contains(t, res.Stderr, "kk project deliveries PROJECT")
+	res = env.Run(t, "project", "deliveries", "nope")
+	require.NotEqual(t, cmdutil.ExitOK, res.Code)
+	require.Contains(t, res.Stderr, "does not exist")
 }

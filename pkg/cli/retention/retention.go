@@ -77,6 +77,7 @@ func printReport(ios *iostreams.IOStreams, format output.Format, rep api.Retenti
 		{"Artifacts deleted:", strconv.Itoa(rep.Artifacts), bytes(rep.ArtifactBytes)},
 		{"Expired caches deleted:", strconv.Itoa(rep.Caches), bytes(rep.CacheBytes)},
 		{"Orphaned blobs deleted:", strconv.Itoa(rep.OrphanBlobs), bytes(rep.OrphanBytes)},
+		{"Webhook deliveries deleted:", strconv.Itoa(rep.Deliveries), ""},
 		{"Took:", fmt.Sprintf("%.1fs", rep.Seconds), ""},
 	} {
 		t.AddField(row[0])

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"time"
 
 	"github.com/kraken-go/kk/pkg/ci"
 	"github.com/kraken-go/kk/pkg/store"
@@ -68,9 +69,9 @@ func (s *Store) RecordDelivery(ctx context.Context, d *store.Delivery) error {
 			return fmt.Errorf("project %d: %w", d.ProjectID, ci.ErrNotFound)
 		}
 		err = tx.QueryRowContext(ctx, `
-			INSERT INTO webhook_deliveries (project_id, forge, delivery_id, event, received, flow_id, note)
-			VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-			d.ProjectID, d.Forge, d.DeliveryID, d.Event, ms(now), nullID(d.FlowID), d.Note).Scan(&d.ID)
+			INSERT INTO webhook_deliveries (project_id, forge, delivery_id, event, received, flow_id, note, outcome, flow_ids)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+			d.ProjectID, d.Forge, d.DeliveryID, d.Event, ms(now), nullID(d.FlowID), d.Note, d.Outcome, store.JoinIDs(d.FlowIDs)).Scan(&d.ID)
 		if isUnique(err) {
 			return fmt.Errorf("delivery %q was received before: %w", d.DeliveryID, ci.ErrConflict)
 		}
@@ -83,10 +84,16 @@ func (s *Store) RecordDelivery(ctx context.Context, d *store.Delivery) error {
 	return nil
 }
 
-// SetDeliveryResult stores the flow a delivery started and a note.
-func (s *Store) SetDeliveryResult(ctx context.Context, id, flowID int64, note string) error {
+// SetDeliveryResult stores the flows a delivery started and a note.
+func (s *Store) SetDeliveryResult(ctx context.Context, id int64, flowIDs []int64, note string) error {
+	var first int64
+	if len(flowIDs) > 0 {
+		first = flowIDs[0]
+	}
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE webhook_deliveries SET flow_id = ?, note = ? WHERE id = ?`, nullID(flowID), note, id)
+		res, err := tx.ExecContext(ctx, `UPDATE webhook_deliveries SET flow_id = ?, flow_ids = ?, note = ?,
+			outcome = CASE WHEN ? THEN 'started' ELSE outcome END WHERE id = ?`,
+			nullID(first), store.JoinIDs(flowIDs), note, len(flowIDs) > 0, id)
 		if err != nil {
 			return err
 		}
@@ -96,6 +103,80 @@ func (s *Store) SetDeliveryResult(ctx context.Context, id, flowID int64, note st
 		return fmt.Errorf("set delivery result: %w", err)
 	}
 	return nil
+}
+
+// AddDeliveryDuplicate counts one more repeat of a delivery.
+func (s *Store) AddDeliveryDuplicate(ctx context.Context, projectID int64, forge, deliveryID string) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE webhook_deliveries SET duplicates = duplicates + 1
+			WHERE project_id = ? AND forge = ? AND delivery_id = ?`, projectID, forge, deliveryID)
+		if err != nil {
+			return err
+		}
+		return mustAffect(res, "delivery", fmt.Sprintf("%q", deliveryID))
+	})
+	if err != nil {
+		return fmt.Errorf("count duplicate delivery: %w", err)
+	}
+	return nil
+}
+
+const deliveryCols = `id, project_id, forge, delivery_id, event, received, flow_id, note, outcome, flow_ids, duplicates`
+
+func scanDelivery(sc interface{ Scan(...any) error }) (store.Delivery, error) {
+	var d store.Delivery
+	var received int64
+	var flowID sql.NullInt64
+	var flowIDs string
+	if err := sc.Scan(&d.ID, &d.ProjectID, &d.Forge, &d.DeliveryID, &d.Event, &received, &flowID, &d.Note, &d.Outcome, &flowIDs, &d.Duplicates); err != nil {
+		return store.Delivery{}, err
+	}
+	ids, err := store.SplitIDs(flowIDs)
+	if err != nil {
+		return store.Delivery{}, err
+	}
+	d.Received, d.FlowID, d.FlowIDs = fromMS(received), flowID.Int64, ids
+	return d, nil
+}
+
+// ListDeliveries returns the project's latest deliveries, newest first.
+func (s *Store) ListDeliveries(ctx context.Context, projectID int64, limit int) ([]store.Delivery, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+deliveryCols+` FROM webhook_deliveries
+		WHERE project_id = ? ORDER BY received DESC, id DESC LIMIT ?`, projectID, sqlLimit(limit))
+	if err != nil {
+		return nil, fmt.Errorf("list deliveries: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Delivery
+	for rows.Next() {
+		d, err := scanDelivery(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list deliveries: %w", err)
+		}
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list deliveries: %w", err)
+	}
+	return out, nil
+}
+
+// DeleteDeliveriesBefore deletes up to limit deliveries received before t.
+func (s *Store) DeleteDeliveriesBefore(ctx context.Context, t time.Time, limit int) (int, error) {
+	var n int64
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM webhook_deliveries WHERE id IN (
+			SELECT id FROM webhook_deliveries WHERE received < ? ORDER BY received LIMIT ?)`, ms(t), sqlLimit(limit))
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("delete old deliveries: %w", err)
+	}
+	return int(n), nil
 }
 
 // DeleteDelivery forgets a delivery.
@@ -115,17 +196,11 @@ func (s *Store) DeleteDelivery(ctx context.Context, id int64) error {
 
 // GetDelivery returns the project's delivery of forge with this id.
 func (s *Store) GetDelivery(ctx context.Context, projectID int64, forge, deliveryID string) (store.Delivery, error) {
-	var d store.Delivery
-	var received int64
-	var flowID sql.NullInt64
-	err := s.r.QueryRowContext(ctx, `
-		SELECT id, project_id, forge, delivery_id, event, received, flow_id, note FROM webhook_deliveries
-		WHERE project_id = ? AND forge = ? AND delivery_id = ?`, projectID, forge, deliveryID).
-		Scan(&d.ID, &d.ProjectID, &d.Forge, &d.DeliveryID, &d.Event, &received, &flowID, &d.Note)
+	d, err := scanDelivery(s.r.QueryRowContext(ctx, `SELECT `+deliveryCols+` FROM webhook_deliveries
+		WHERE project_id = ? AND forge = ? AND delivery_id = ?`, projectID, forge, deliveryID))
 	if err != nil {
 		return store.Delivery{}, fmt.Errorf("get delivery: %w", notFound(err, "delivery", fmt.Sprintf("%q", deliveryID)))
 	}
-	d.Received, d.FlowID = fromMS(received), flowID.Int64
 	return d, nil
 }
 

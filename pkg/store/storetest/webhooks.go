@@ -3,6 +3,7 @@ package storetest
 import (
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -68,7 +69,7 @@ func webhookCases() []testCase {
 			require.NoError(t, s.RecordDelivery(f.ctx, &d))
 			require.NotZero(t, d.ID)
 			requireRecent(t, d.Received)
-			require.NoError(t, s.SetDeliveryResult(f.ctx, d.ID, fl.ID, ""))
+			require.NoError(t, s.SetDeliveryResult(f.ctx, d.ID, []int64{fl.ID}, ""))
 
 			dup := store.Delivery{ProjectID: b.ProjectID, Forge: "github", DeliveryID: "abc-1", Event: "push"}
 			require.ErrorIs(t, s.RecordDelivery(f.ctx, &dup), ci.ErrConflict)
@@ -81,21 +82,75 @@ func webhookCases() []testCase {
 
 			got, err := s.GetDelivery(f.ctx, b.ProjectID, "github", "abc-1")
 			require.NoError(t, err)
-			d.FlowID = fl.ID
+			d.FlowID, d.FlowIDs, d.Outcome = fl.ID, []int64{fl.ID}, "started"
 			require.Equal(t, d, got)
 
-			require.NoError(t, s.SetDeliveryResult(f.ctx, other.ID, 0, "no branch tracks refs/heads/x"))
+			require.NoError(t, s.SetDeliveryResult(f.ctx, other.ID, nil, "no branch tracks refs/heads/x"))
 			got, err = s.GetDelivery(f.ctx, b.ProjectID, "gitea", "abc-1")
 			require.NoError(t, err)
 			require.Zero(t, got.FlowID)
+			require.Empty(t, got.FlowIDs)
+			require.Empty(t, got.Outcome, "no flow: the outcome stays as recorded")
 			require.Equal(t, "no branch tracks refs/heads/x", got.Note)
 
 			require.NoError(t, s.DeleteDelivery(f.ctx, other.ID))
 			require.ErrorIs(t, s.DeleteDelivery(f.ctx, other.ID), ci.ErrNotFound)
 			require.NoError(t, s.RecordDelivery(f.ctx, &other), "a deleted delivery can be received again")
-			require.ErrorIs(t, s.SetDeliveryResult(f.ctx, other.ID+1000, 0, ""), ci.ErrNotFound)
+			require.ErrorIs(t, s.SetDeliveryResult(f.ctx, other.ID+1000, nil, ""), ci.ErrNotFound)
 			_, err = s.GetDelivery(f.ctx, b.ProjectID, "gitlab", "abc-1")
 			require.ErrorIs(t, err, ci.ErrNotFound)
+		}},
+		{"deliveries: outcome, flows, duplicates, list, delete old", func(t *testing.T, s store.Store) {
+			f := newFx(t, s)
+			b := f.newBranch()
+			fl1, fl2 := f.flow(b.ID, ci.FlowCI), f.flow(b.ID, ci.FlowCI)
+			p2 := f.project()
+
+			none := store.Delivery{ProjectID: b.ProjectID, Forge: "github", DeliveryID: "d-1", Event: "push", Outcome: "no_branch", Note: "no branch tracks main"}
+			require.NoError(t, s.RecordDelivery(f.ctx, &none))
+			started := store.Delivery{ProjectID: b.ProjectID, Forge: "gitea", DeliveryID: "d-2", Event: "push"}
+			require.NoError(t, s.RecordDelivery(f.ctx, &started))
+			require.NoError(t, s.SetDeliveryResult(f.ctx, started.ID, []int64{fl1.ID, fl2.ID}, "branch x: boom"))
+			elsewhere := store.Delivery{ProjectID: p2.ID, Forge: "github", DeliveryID: "d-3", Outcome: "ignored"}
+			require.NoError(t, s.RecordDelivery(f.ctx, &elsewhere))
+
+			require.NoError(t, s.AddDeliveryDuplicate(f.ctx, b.ProjectID, "gitea", "d-2"))
+			require.NoError(t, s.AddDeliveryDuplicate(f.ctx, b.ProjectID, "gitea", "d-2"))
+			require.ErrorIs(t, s.AddDeliveryDuplicate(f.ctx, b.ProjectID, "github", "d-2"), ci.ErrNotFound)
+			require.ErrorIs(t, s.AddDeliveryDuplicate(f.ctx, p2.ID, "gitea", "d-2"), ci.ErrNotFound)
+
+			list, err := s.ListDeliveries(f.ctx, b.ProjectID, 0)
+			require.NoError(t, err)
+			require.Len(t, list, 2, "only the project's deliveries")
+			require.Equal(t, "d-2", list[0].DeliveryID, "newest first")
+			require.Equal(t, "started", list[0].Outcome)
+			require.Equal(t, []int64{fl1.ID, fl2.ID}, list[0].FlowIDs)
+			require.Equal(t, fl1.ID, list[0].FlowID)
+			require.Equal(t, 2, list[0].Duplicates)
+			require.Equal(t, "branch x: boom", list[0].Note)
+			requireRecent(t, list[0].Received)
+			require.Equal(t, none.ID, list[1].ID)
+			require.Equal(t, "no_branch", list[1].Outcome)
+			require.Empty(t, list[1].FlowIDs)
+			require.Zero(t, list[1].Duplicates)
+			list, err = s.ListDeliveries(f.ctx, b.ProjectID, 1)
+			require.NoError(t, err)
+			require.Len(t, list, 1)
+			require.Equal(t, "d-2", list[0].DeliveryID)
+
+			n, err := s.DeleteDeliveriesBefore(f.ctx, time.Now().Add(-time.Hour), 10)
+			require.NoError(t, err)
+			require.Zero(t, n, "recent deliveries are kept")
+			n, err = s.DeleteDeliveriesBefore(f.ctx, time.Now().Add(time.Hour), 2)
+			require.NoError(t, err)
+			require.Equal(t, 2, n, "at most limit")
+			n, err = s.DeleteDeliveriesBefore(f.ctx, time.Now().Add(time.Hour), 2)
+			require.NoError(t, err)
+			require.Equal(t, 1, n)
+			list, err = s.ListDeliveries(f.ctx, b.ProjectID, 0)
+			require.NoError(t, err)
+			require.Empty(t, list)
+			require.NoError(t, s.RecordDelivery(f.ctx, &started), "a deleted delivery id can be received again")
 		}},
 		{"deliveries: invalid, missing project, deleted flow and project", func(t *testing.T, s store.Store) {
 			f := newFx(t, s)
