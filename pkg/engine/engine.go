@@ -472,6 +472,19 @@ func (e *Engine) JobCompleted(ctx context.Context, j ci.Job) {
 // CompleteJob completes a job (fenced by attempt when > 0) and advances its run.
 func (e *Engine) CompleteJob(ctx context.Context, jobID int64, attempt int, result ci.JobResult, msg string) (ci.Job, error) {
 	j, changed, err := e.cfg.Store.CompleteJob(ctx, jobID, attempt, result, msg, e.now())
+	return e.completed(ctx, j, attempt, result, changed, err)
+}
+
+// CompleteAgentJob is CompleteJob of agent agentID's attempt
+// (store.CompleteAgentJob): another agent's or attempt gives
+// ci.ErrStaleAttempt, a retry of the agent's completion is a no-op.
+func (e *Engine) CompleteAgentJob(ctx context.Context, jobID int64, attempt int, agentID int64, result ci.JobResult, msg string) (ci.Job, error) {
+	j, changed, err := e.cfg.Store.CompleteAgentJob(ctx, jobID, attempt, agentID, result, msg, e.now())
+	return e.completed(ctx, j, attempt, result, changed, err)
+}
+
+// completed advances the run of job j after the store completed it (changed).
+func (e *Engine) completed(ctx context.Context, j ci.Job, attempt int, result ci.JobResult, changed bool, err error) (ci.Job, error) {
 	if err != nil {
 		return j, err
 	}

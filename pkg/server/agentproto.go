@@ -614,6 +614,22 @@ func (s *Server) agentComplete(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	ctx := r.Context()
+	if req.Attempt <= 0 {
+		return badRequest("attempt must be the assignment's attempt number (>= 1)")
+	}
+	if req.Result != ci.JobError {
+		// The store fences by attempt and agent in the completion's
+		// transaction and treats a retry of this agent's completion as a
+		// no-op; only a refused completion reads the job, to answer as below.
+		_, err := s.cfg.Engine.CompleteAgentJob(ctx, id, req.Attempt, agentFrom(r).ID, req.Result, req.Message)
+		if err == nil {
+			w.WriteHeader(http.StatusNoContent)
+			return nil
+		}
+		if !errors.Is(err, ci.ErrStaleAttempt) && !errors.Is(err, ci.ErrNotFound) {
+			return err
+		}
+	}
 	j, done, err := s.agentJobDone(r, req.Attempt)
 	if err != nil {
 		if s.attemptEndedAs(ctx, id, req.Attempt, agentFrom(r).ID, req.Result) {

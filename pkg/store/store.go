@@ -200,6 +200,11 @@ type JobStore interface {
 	// Fenced when attempt > 0. changed is false when the job was already
 	// completed (the call is then a no-op, which makes completion idempotent).
 	CompleteJob(ctx context.Context, jobID int64, attempt int, result ci.JobResult, message string, at time.Time) (j ci.Job, changed bool, err error)
+	// CompleteAgentJob is CompleteJob for agent agentID (attempt >= 1): an
+	// attempt that is not agentID's gives ErrStaleAttempt and changes nothing;
+	// a retry of agentID's completion of the same attempt is the no-op
+	// (changed=false). Agents' completions need no read first.
+	CompleteAgentJob(ctx context.Context, jobID int64, attempt int, agentID int64, result ci.JobResult, message string, at time.Time) (j ci.Job, changed bool, err error)
 	// FailAttempt ends the job's current attempt after an infrastructure
 	// failure (its agent was lost, restarted or reported an executor error)
 	// and, in the same transaction, either requeues the job for another

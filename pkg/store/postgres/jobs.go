@@ -565,6 +565,21 @@ func runningStepStatus(result ci.JobResult) ci.StepStatus {
 // CompleteJob completes a job; a second completion is a no-op (changed=false).
 // Fenced when attempt > 0.
 func (s *Store) CompleteJob(ctx context.Context, jobID int64, attempt int, result ci.JobResult, message string, at time.Time) (ci.Job, bool, error) {
+	return s.completeJob(ctx, jobID, attempt, 0, result, message, at)
+}
+
+// CompleteAgentJob is CompleteJob fenced also by the job's agent: only
+// agentID's attempt completes the job, and only a retry of that agent's
+// completion of it is a no-op.
+func (s *Store) CompleteAgentJob(ctx context.Context, jobID int64, attempt int, agentID int64, result ci.JobResult, message string, at time.Time) (ci.Job, bool, error) {
+	if attempt <= 0 || agentID <= 0 {
+		return ci.Job{}, false, fmt.Errorf("complete job %d: attempt %d of agent %d must be >= 1: %w", jobID, attempt, agentID, ci.ErrInvalid)
+	}
+	return s.completeJob(ctx, jobID, attempt, agentID, result, message, at)
+}
+
+// completeJob is CompleteJob; agentID 0: any agent.
+func (s *Store) completeJob(ctx context.Context, jobID int64, attempt int, agentID int64, result ci.JobResult, message string, at time.Time) (ci.Job, bool, error) {
 	if !jobResults[result] {
 		return ci.Job{}, false, fmt.Errorf("complete job %d: unknown result %q: %w", jobID, result, ci.ErrInvalid)
 	}
@@ -576,13 +591,18 @@ func (s *Store) CompleteJob(ctx context.Context, jobID int64, attempt int, resul
 		if err != nil {
 			return err
 		}
-		if h.state == ci.JobCompleted && (attempt == 0 || attempt == h.attempt) {
+		if h.state == ci.JobCompleted && (attempt == 0 || attempt == h.attempt) && (agentID == 0 || agentID == h.agentID) {
 			// Idempotent: a retried completion of the same attempt, or a server
 			// side one, finds the job already completed.
 			j, err = getJobWithSteps(ctx, s, tx, jobID)
 			return err
 		}
-		if err := fence(jobID, h, attempt); err != nil {
+		if agentID != 0 {
+			err = agentFence(jobID, h, attempt, agentID)
+		} else {
+			err = fence(jobID, h, attempt)
+		}
+		if err != nil {
 			return err
 		}
 		if err := completeJob(ctx, tx, jobID, h, result, message, at); err != nil {
