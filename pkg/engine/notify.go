@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/kraken-go/kk/pkg/ci"
 	"github.com/kraken-go/kk/pkg/schema"
@@ -36,6 +37,11 @@ func (e *Engine) RunNotification(ctx context.Context, runID int64) (map[string]a
 	f, s, err := e.flowAndStage(ctx, r)
 	if err != nil {
 		return nil, err
+	}
+	if !strings.Contains(s.Code, "notification") {
+		// Code that never names the key cannot return it: skip evaluating
+		// the stage again for every run start and end.
+		return nil, nil
 	}
 	c, err := e.context(ctx, f, s, r)
 	if err != nil {
