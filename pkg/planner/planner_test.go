@@ -402,7 +402,7 @@ func TestRepoTriggerTokenSecret(t *testing.T) {
 	f.clock.Set(t0.Add(2 * time.Second))
 	f.tick(p)
 	f.tick(p)
-	require.Len(t, f.runs("authed"), 1, "the token opens the repository")
+	require.Len(t, f.runs("authed"), 1, "the token opens the repository; log:\n%s", logs.String())
 	require.Empty(t, f.runs("wrong"))
 	require.Empty(t, f.runs("missing"))
 	out := logs.String()

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-git/go-git/v5"
@@ -45,8 +46,29 @@ type RepoPoller interface {
 
 // GitPoller polls with go-git. With a Dir it keeps a bare clone per
 // repository there and fetches into it; without, it fetches into memory.
+// Polls of one repository (several stages may watch it) take turns: they
+// share its clone.
 type GitPoller struct {
 	Dir string
+
+	mu    sync.Mutex
+	repos map[string]*sync.Mutex // by url
+}
+
+// lock takes the turn of url's clone; the returned func gives it back.
+func (g *GitPoller) lock(url string) func() {
+	g.mu.Lock()
+	if g.repos == nil {
+		g.repos = map[string]*sync.Mutex{}
+	}
+	m := g.repos[url]
+	if m == nil {
+		m = &sync.Mutex{}
+		g.repos[url] = m
+	}
+	g.mu.Unlock()
+	m.Lock()
+	return m.Unlock
 }
 
 // Poll implements RepoPoller.
@@ -61,6 +83,7 @@ func (g *GitPoller) Poll(ctx context.Context, url, branch, token, since string, 
 func (g *GitPoller) poll(ctx context.Context, url, branch, token, since string, max int, maxAge time.Duration) (string, []webhook.Commit, error) {
 	ctx, cancel := context.WithTimeout(ctx, pollTimeout)
 	defer cancel()
+	defer g.lock(url)()
 	repo, err := g.open(url)
 	if err != nil {
 		return "", nil, err
