@@ -196,10 +196,6 @@ func (d *daemon) createFlow(ctx context.Context, branchID int64, n int) ([]api.J
 // (utime+stime) from /proc.
 type procStat struct {
 	rss int64
-	// pss is the proportional set size (Pss of /proc/PID/smaps_rollup):
-	// pages shared with other processes (the same binary's code mapped by
-	// two processes) count for a share each.
-	pss int64
 	cpu time.Duration
 }
 
